@@ -1,0 +1,3 @@
+"""learnrules.data."""
+
+__all__: list[str] = []

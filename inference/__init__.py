@@ -1,0 +1,3 @@
+"""learnrules.inference."""
+
+__all__: list[str] = []

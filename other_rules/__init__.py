@@ -1,0 +1,3 @@
+"""learnrules.other_rules."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""learnrules.synthetic."""
+
+__all__: list[str] = []
