@@ -1,0 +1,263 @@
+"""Fit a learning-rule model: structured variational posterior over weights, ELBO gradient on hyperparameters.
+
+For given hyperparameters ``theta`` (log noise sd, optional per-animal initial weights, unconstrained rule
+parameters) the optimal Gaussian ``q(w)`` of every animal is found by Gauss-Newton steps through banded
+solves (:func:`learnrules.inference.vi.update_posterior`, warm-started). With ``q`` at its optimum the partial
+gradient of the ELBO in ``theta`` at fixed ``q`` is the gradient of the collapsed bound (envelope theorem), so
+``theta`` follows L-BFGS (or Adam) on ``ELBO + log prior(rule parameters)``. Convergence is judged on window
+means of the ELBO trace. Rule parameters and noise then get a Laplace posterior: the Hessian of the collapsed
+objective in the unconstrained space, by central differences of its envelope gradient.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pyro
+import torch
+from tqdm.auto import tqdm
+
+from learnrules.behavior.trials import TrialData
+from learnrules.inference.laplace import laplace_covariance, parameter_table
+from learnrules.inference.result import FitResult
+from learnrules.inference.theta import Theta
+from learnrules.inference.vi import Posterior, elbo, linearize, update_posterior
+from learnrules.models.dynamics import DynamicsConfig, drift_sequence
+from learnrules.models.inputs import CohortTensors
+from learnrules.models.rule import LearningRule
+
+__all__ = ["FitConfig", "fit"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Options of :func:`fit`.
+
+    Parameters
+    ----------
+    dynamics : DynamicsConfig
+        Priors of the weight dynamics and starting noise values.
+    learn_sigma, learn_sigma_session : bool
+        Learn the noise sd per feature (session-start noise only when ``dynamics.sigma_session`` is set).
+    learn_init_mean : bool
+        Learn each animal's initial-weight mean (else fixed at ``dynamics.init_mean``).
+    optimizer : {"lbfgs", "adam"}
+        Optimizer of the hyperparameters.
+    lr : float
+        Learning rate (L-BFGS: initial step; Adam: step size on the unconstrained scale).
+    max_steps : int
+        Maximum number of hyperparameter steps.
+    window : int
+        Window of the convergence check on ELBO window means.
+    tol : float
+        Converged when consecutive window means differ by less than ``tol * |ELBO|``.
+    inner_max_iter, inner_tol : int, float
+        Gauss-Newton iterations and relative tolerance of the posterior update.
+    gh_points : int
+        Gauss-Hermite nodes.
+    band_level : float
+        Mass of the credible bands and intervals.
+    param_posterior : {"laplace", "none"}
+        Laplace posterior of rule parameters and noise, or point estimates only.
+    log_every : int
+        Log the ELBO every this many steps.
+    """
+
+    dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
+    learn_sigma: bool = True
+    learn_sigma_session: bool = True
+    learn_init_mean: bool = False
+    optimizer: Literal["lbfgs", "adam"] = "lbfgs"
+    lr: float = 1.0
+    max_steps: int = 200
+    window: int = 3
+    tol: float = 1e-7
+    inner_max_iter: int = 50
+    inner_tol: float = 1e-11
+    gh_points: int = 20
+    band_level: float = 0.9
+    param_posterior: Literal["laplace", "none"] = "laplace"
+    log_every: int = 10
+
+
+class _Objective:
+    """Collapsed objective: re-optimizes q (warm start) and returns -(ELBO + log prior) / n_trials."""
+
+    def __init__(self, rule: LearningRule | None, theta: Theta, data: CohortTensors, config: FitConfig) -> None:
+        self.rule, self.theta, self.data, self.config = rule, theta, data, config
+        self.post: Posterior | None = None
+        self.n_trials = max(int((data.observed & data.valid).sum()), 1)
+        self.step = 0
+
+    def __call__(self) -> torch.Tensor:
+        cfg = self.config
+        hyper = self.theta.hyper()
+        try:
+            post = update_posterior(self.rule, hyper, self.data, self.post, max_iter=cfg.inner_max_iter,
+                                    tol=cfg.inner_tol, n_points=cfg.gh_points)
+        except (torch.linalg.LinAlgError, RuntimeError) as err:
+            raise FloatingPointError(self._message(f"the posterior update failed ({err})")) from err
+        lin = linearize(self.rule, hyper, self.data, post.mean)
+        value = elbo(hyper, self.data, post.mean, post.cov, post.cross, post.logdet, lin,
+                     likelihood=post.likelihood).sum()
+        total = value + self.theta.log_prior()
+        if not torch.isfinite(total) or not torch.isfinite(post.elbo).all():
+            raise FloatingPointError(self._message("the ELBO is not finite"))
+        self.post = post
+        return -total / self.n_trials
+
+    def _message(self, what: str) -> str:
+        return f"fit stopped at step {self.step}: {what}; likely cause: {self.diagnose()}"
+
+    def diagnose(self) -> str:
+        """Name the likely cause of a non-finite objective."""
+        hyper = self.theta.hyper().detach()
+        causes = []
+        if not torch.isfinite(hyper.sigma).all() or hyper.sigma.min() < 1e-6:
+            causes.append(f"sigma collapsed toward 0 (sigma = {hyper.sigma.tolist()})")
+        elif hyper.sigma.max() > 1e2:
+            causes.append(f"sigma exploded (sigma = {hyper.sigma.tolist()})")
+        bad = [k for k, v in hyper.params.items() if not torch.isfinite(v).all()]
+        if bad:
+            causes.append(f"rule parameters {bad} are not finite")
+        mean = self.post.mean if self.post is not None else torch.zeros_like(self.data.features)
+        drift = drift_sequence(self.rule, hyper.params, self.data, mean)
+        if not torch.isfinite(drift).all():
+            causes.append("the rule drift returned NaN/inf (the rule diverged)")
+        elif drift.abs().max() > 1e3:
+            causes.append(f"the rule drift diverged (max |drift| = {float(drift.abs().max()):.3g})")
+        return "; ".join(causes) or "the learning rate is too large for the hyperparameters (try a smaller lr)"
+
+
+def _optimizer(theta: Theta, config: FitConfig) -> torch.optim.Optimizer | None:
+    leaves = theta.leaves()
+    if not leaves:
+        return None
+    if config.optimizer == "lbfgs":
+        return torch.optim.LBFGS(leaves, lr=config.lr, max_iter=1, history_size=20,
+                                 line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
+    return torch.optim.Adam(leaves, lr=config.lr)
+
+
+def _converged(trace: list[float], window: int, tol: float) -> bool:
+    if len(trace) < 2 * window:
+        return False
+    last, prev = np.mean(trace[-window:]), np.mean(trace[-2 * window:-window])
+    return abs(last - prev) <= tol * abs(last)
+
+
+def _optimize(objective: _Objective, config: FitConfig, progress: bool) -> tuple[list[float], bool, int]:
+    theta, opt = objective.theta, _optimizer(objective.theta, config)
+    trace: list[float] = []
+    converged, step = opt is None, 0
+    bar = tqdm(total=config.max_steps, disable=not progress or opt is None, desc="fit", leave=False)
+    while opt is not None and step < config.max_steps:
+        step += 1
+        objective.step = step
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = objective()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        if not all(torch.isfinite(leaf).all() for leaf in theta.leaves()):
+            raise FloatingPointError(objective._message("a hyperparameter became non-finite"))
+        trace.append(float(objective.post.elbo.sum()))
+        bar.update(1)
+        bar.set_postfix(elbo=f"{trace[-1]:.2f}")
+        if step % config.log_every == 0:
+            logger.info("step %d: ELBO %.4f, sigma %s", step, trace[-1], theta.hyper().sigma.tolist())
+        grad_small = all(leaf.grad is None or float(leaf.grad.abs().max()) < 1e-9 for leaf in theta.leaves())
+        if _converged(trace, config.window, config.tol) or grad_small:
+            converged = True
+            break
+    bar.close()
+    with torch.no_grad():
+        objective()  # q at the final hyperparameters
+    trace.append(float(objective.post.elbo.sum()))
+    return trace, converged, step
+
+
+def _as_cohort(data: TrialData | CohortTensors, features: tuple[str, ...]) -> CohortTensors:
+    if isinstance(data, CohortTensors):
+        return data
+    return CohortTensors.from_trials(data, features)
+
+
+def fit(data: TrialData | CohortTensors, *, rule: LearningRule | None = None,
+        features: tuple[str, ...] = ("bias", "stimulus"), config: FitConfig | None = None,
+        seed: int | None = None, progress: bool | None = None) -> FitResult:
+    """Fit weight trajectories, noise and the rule's parameters by structured variational inference.
+
+    Parameters
+    ----------
+    data : TrialData or CohortTensors
+        Trials of one or more animals (ragged lengths allowed).
+    rule : LearningRule or None
+        The shared learning rule; None (or a ``ZeroRule``) is the random walk (PsyTrack's model).
+    features : tuple of str
+        Feature names (ignored when ``data`` is already a CohortTensors).
+    config : FitConfig, optional
+        Options; defaults to ``FitConfig()``.
+    seed : int, optional
+        Seed for Pyro/torch (the fit itself is deterministic).
+    progress : bool, optional
+        Show a progress bar; default: only when stderr is a terminal.
+
+    Returns
+    -------
+    FitResult
+        Posterior summaries, parameters with intervals, ELBO trace and timings.
+
+    Raises
+    ------
+    FloatingPointError
+        If the objective becomes NaN/inf, with the step and the likely cause.
+    """
+    config = config or FitConfig()
+    if rule is not None and not rule.fittable:
+        raise ValueError(f"rule {rule.name} is not fittable (its state depends on the latent weights)")
+    if seed is not None:
+        pyro.set_rng_seed(seed)
+    progress = sys.stderr.isatty() if progress is None else progress
+    start = time.perf_counter()
+    cohort = _as_cohort(data, tuple(features))
+    theta = Theta(rule, cohort, config)
+    objective = _Objective(rule, theta, cohort, config)
+    trace, converged, n_steps = _optimize(objective, config, progress)
+    cov, names = np.zeros((0, 0)), ()
+    if config.param_posterior == "laplace" and theta.laplace_leaves():
+        cov, names = laplace_covariance(objective)
+    elapsed = time.perf_counter() - start
+    logger.info("fit done: %d steps, ELBO %.4f, converged %s, %.2f s", n_steps, trace[-1], converged, elapsed)
+    return _result(rule, cohort, theta, objective.post, trace, converged, n_steps, elapsed, cov, names, config)
+
+
+def _result(rule: LearningRule | None, cohort: CohortTensors, theta: Theta, post: Posterior, trace: list[float],
+            converged: bool, n_steps: int, elapsed: float, cov: np.ndarray, names: tuple[str, ...],
+            config: FitConfig) -> FitResult:
+    hyper = theta.hyper().detach()
+    valid = cohort.valid.numpy()
+    session = np.where(valid, np.cumsum(cohort.session_start.numpy(), axis=1) - 1, -1)
+    mean = post.mean.numpy() * valid[..., None]
+    wcov = post.cov.numpy() * valid[..., None, None]
+    sd = np.sqrt(np.clip(np.diagonal(wcov, axis1=-2, axis2=-1), 0, None))
+    table = parameter_table(theta, cov, names, level=config.band_level)
+    return FitResult(
+        rule_name="RandomWalk" if rule is None else rule.name, feature_names=tuple(cohort.feature_names),
+        subjects=tuple(cohort.subjects), weights_mean=mean, weights_sd=sd, weights_cov=wcov, valid=valid,
+        session=session, sigma=hyper.sigma.numpy(),
+        sigma_session=None if hyper.sigma_session is None else hyper.sigma_session.numpy(),
+        sigma_init=hyper.sigma_init.numpy(), init_mean=hyper.init_mean.numpy(),
+        params={k: v.numpy() for k, v in hyper.params.items()}, param_names=names, param_cov=cov,
+        param_table=table, elbo_trace=np.asarray(trace), elbo=trace[-1], converged=converged, n_steps=n_steps,
+        elapsed_s=elapsed, band_level=config.band_level)

@@ -1,0 +1,97 @@
+"""Laplace posterior of the hyperparameters from the Hessian of the collapsed objective, and its table."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import norm
+
+from learnrules.inference.theta import Theta
+
+__all__ = ["laplace_covariance", "parameter_table"]
+
+logger = logging.getLogger(__name__)
+
+
+def _labels(theta: Theta) -> list[str]:
+    labels = []
+    for name, tensor, _, per_feature in theta.laplace_leaves():
+        if per_feature:
+            labels += [f"{name}[{f}]" for f in theta.feature_names]
+        else:
+            labels += [name] * tensor.numel()
+    return labels
+
+
+def laplace_covariance(objective, *, step: float = 1e-3) -> tuple[np.ndarray, tuple[str, ...]]:  # noqa: ANN001
+    """Return the Laplace covariance of the unconstrained hyperparameters and their labels.
+
+    The Hessian of ``-(ELBO + log prior)`` (with ``q`` re-optimized at every point, i.e. the collapsed
+    objective) is taken by central differences of the envelope gradient.
+    """
+    theta: Theta = objective.theta
+    tensors = [t for _, t, _, _ in theta.laplace_leaves()]
+    centre = torch.cat([t.detach().reshape(-1) for t in tensors])
+    post0 = objective.post
+
+    def assign(flat: torch.Tensor) -> None:
+        offset = 0
+        with torch.no_grad():
+            for t in tensors:
+                t.copy_(flat[offset:offset + t.numel()].reshape(t.shape))
+                offset += t.numel()
+
+    def gradient(flat: torch.Tensor) -> torch.Tensor:
+        assign(flat)
+        objective.post = post0
+        loss = objective() * objective.n_trials
+        return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, tensors)])
+
+    size = centre.numel()
+    hess = torch.zeros(size, size, dtype=centre.dtype)
+    for i in range(size):
+        delta = torch.zeros_like(centre)
+        delta[i] = step
+        hess[:, i] = (gradient(centre + delta) - gradient(centre - delta)) / (2 * step)
+    assign(centre)
+    objective.post = post0
+    hess = 0.5 * (hess + hess.T)
+    values, vectors = torch.linalg.eigh(hess)
+    if values.min() <= 0:
+        logger.warning("Laplace Hessian is not positive definite (min eigenvalue %.3g); clamping",
+                       float(values.min()))
+    values = values.clamp_min(1e-8 * float(values.abs().max()))
+    cov = vectors @ torch.diag(1 / values) @ vectors.T
+    return cov.numpy(), tuple(_labels(theta))
+
+
+def parameter_table(theta: Theta, cov: np.ndarray, names: tuple[str, ...], *, level: float = 0.9) -> pd.DataFrame:
+    """Return rows parameter, feature, mean, sd, lower, upper for the noise sd and the rule parameters.
+
+    ``mean`` is the posterior mode on the constrained scale, ``sd`` its delta-method sd, and the interval is
+    the transformed Gaussian interval of the unconstrained value. Fixed hyperparameters get ``sd = 0``.
+    """
+    z = norm.ppf(0.5 + level / 2)
+    sds = np.sqrt(np.clip(np.diag(cov), 0, None)) if len(names) else np.zeros(0)
+    leaves = {name: (t, tr, pf) for name, t, tr, pf in theta.laplace_leaves()}
+    rows, offset = [], 0
+    entries = [(n, leaves[n]) for n, *_ in theta.laplace_leaves()]
+    fixed = [("sigma", theta.log_sigma), ("sigma_session", theta.log_sigma_session)]
+    for name, tensor in fixed:
+        if tensor is not None and name not in leaves:
+            for f, value in zip(theta.feature_names, tensor.detach().exp().tolist(), strict=True):
+                rows.append((name, f, value, 0.0, value, value))
+    for name, (tensor, transform, per_feature) in entries:
+        u = tensor.detach().reshape(-1)
+        sd_u = torch.as_tensor(sds[offset:offset + u.numel()], dtype=u.dtype) if len(sds) else torch.zeros_like(u)
+        offset += u.numel()
+        value = transform(u)
+        slope = transform.log_abs_det_jacobian(u, value).exp()
+        lower, upper = transform(u - z * sd_u), transform(u + z * sd_u)
+        feats = theta.feature_names if per_feature else [""] * u.numel()
+        for i, f in enumerate(feats):
+            rows.append((name, f, float(value[i]), float(slope[i] * sd_u[i]), float(lower[i]), float(upper[i])))
+    return pd.DataFrame(rows, columns=["parameter", "feature", "mean", "sd", "lower", "upper"])

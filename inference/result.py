@@ -1,0 +1,152 @@
+"""The result of a fit: weight posteriors, rule parameters with intervals, noise, ELBO trace; save/load.
+
+Arrays are kept as NumPy arrays (padded, ``(animals, T_max, ...)``, zeros on padding: use ``valid``), and
+tidy DataFrames are built on demand. ``save`` writes one ``.npz`` file holding the arrays and a JSON string
+of metadata; ``load`` reads it with ``allow_pickle=False``, so no arbitrary object is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+__all__ = ["FitResult"]
+
+_ARRAYS = ("weights_mean", "weights_sd", "weights_cov", "valid", "session", "sigma", "sigma_init", "init_mean",
+           "elbo_trace", "param_cov")
+_OPTIONAL_ARRAYS = ("sigma_session",)
+_META = ("rule_name", "feature_names", "subjects", "converged", "n_steps", "elapsed_s", "band_level", "elbo",
+         "param_names")
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Posterior summaries of a fit.
+
+    Parameters
+    ----------
+    rule_name : str
+        Name of the learning rule (``"RandomWalk"`` for none).
+    feature_names, subjects : tuple of str
+        GLM features and animals, in array order.
+    weights_mean, weights_sd : ndarray, shape (animals, T, K)
+        Posterior mean and sd of the weights (zeros on padding).
+    weights_cov : ndarray, shape (animals, T, K, K)
+        Posterior covariance of each trial's weights.
+    valid : ndarray of bool, shape (animals, T)
+        Real trials.
+    session : ndarray of int, shape (animals, T)
+        Session index within each animal (0-based, -1 on padding).
+    sigma : ndarray, shape (K,)
+        Weight noise sd per feature.
+    sigma_session : ndarray of shape (K,), or None
+        Noise sd at session starts, when modelled.
+    sigma_init : ndarray, shape (K,)
+        Prior sd of the first weights.
+    init_mean : ndarray, shape (animals, K)
+        Prior mean of each animal's first weights.
+    params : dict of str to ndarray
+        Rule parameters (posterior mode, constrained scale).
+    param_names : tuple of str
+        Names of the entries of ``param_cov`` (``"sigma[bias]"``, ``"alpha[stimulus]"``, ``"beta"``, ...).
+    param_cov : ndarray, shape (P, P)
+        Laplace covariance of the unconstrained hyperparameters (log sigma, unconstrained rule parameters).
+    param_table : pandas.DataFrame
+        Rule parameters and noise with intervals: parameter, feature, mean, sd, lower, upper.
+    elbo_trace : ndarray
+        ELBO after each optimization step.
+    elbo : float
+        Final ELBO (a lower bound on the log evidence, nats).
+    converged : bool
+    n_steps : int
+    elapsed_s : float
+    band_level : float
+        Probability mass of the credible bands and intervals.
+    """
+
+    rule_name: str
+    feature_names: tuple[str, ...]
+    subjects: tuple[str, ...]
+    weights_mean: np.ndarray
+    weights_sd: np.ndarray
+    weights_cov: np.ndarray
+    valid: np.ndarray
+    session: np.ndarray
+    sigma: np.ndarray
+    sigma_session: np.ndarray | None
+    sigma_init: np.ndarray
+    init_mean: np.ndarray
+    params: dict = field(default_factory=dict)
+    param_names: tuple[str, ...] = ()
+    param_cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    param_table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    elbo_trace: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    elbo: float = float("nan")
+    converged: bool = False
+    n_steps: int = 0
+    elapsed_s: float = 0.0
+    band_level: float = 0.9
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Number of trials of each animal."""
+        return self.valid.sum(1)
+
+    @property
+    def weights(self) -> pd.DataFrame:
+        """Tidy weights: subject, trial, session, feature, mean, sd, lower, upper (``attrs['band_level']``)."""
+        z = norm.ppf(0.5 + self.band_level / 2)
+        a_idx, t_idx = np.nonzero(self.valid)
+        k = len(self.feature_names)
+        mean = self.weights_mean[a_idx, t_idx].reshape(-1)
+        sd = self.weights_sd[a_idx, t_idx].reshape(-1)
+        frame = pd.DataFrame({
+            "subject": np.repeat(np.asarray(self.subjects, dtype=object)[a_idx], k),
+            "trial": np.repeat(t_idx, k),
+            "session": np.repeat(self.session[a_idx, t_idx], k),
+            "feature": np.tile(np.asarray(self.feature_names, dtype=object), len(a_idx)),
+            "mean": mean, "sd": sd, "lower": mean - z * sd, "upper": mean + z * sd,
+        })
+        frame.attrs["band_level"] = self.band_level
+        return frame
+
+    @property
+    def parameters(self) -> pd.DataFrame:
+        """Rule parameters and noise sd with intervals (``attrs['band_level']``)."""
+        frame = self.param_table.copy()
+        frame.attrs["band_level"] = self.band_level
+        return frame
+
+    def save(self, path: str | Path) -> Path:
+        """Write the result to one ``.npz`` file (arrays plus JSON metadata); return the path."""
+        path = Path(path)
+        meta = {name: getattr(self, name) for name in _META}
+        meta.update(feature_names=list(self.feature_names), subjects=list(self.subjects),
+                    param_names=list(self.param_names), param_keys=list(self.params),
+                    param_table=self.param_table.to_dict(orient="list"))
+        arrays = {name: np.asarray(getattr(self, name)) for name in _ARRAYS}
+        if self.sigma_session is not None:
+            arrays["sigma_session"] = np.asarray(self.sigma_session)
+        arrays.update({f"param__{k}": np.asarray(v) for k, v in self.params.items()})
+        with path.open("wb") as handle:
+            np.savez_compressed(handle, meta=np.array(json.dumps(meta)), **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> FitResult:
+        """Read a result written by :meth:`save` (no pickle)."""
+        with np.load(Path(path), allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"]))
+            arrays = {name: npz[name] for name in _ARRAYS}
+            session = npz["sigma_session"] if "sigma_session" in npz else None
+            params = {k: npz[f"param__{k}"] for k in meta["param_keys"]}
+        table = pd.DataFrame(meta["param_table"], columns=list(meta["param_table"]) or None)
+        kwargs = {f.name: meta[f.name] for f in fields(cls) if f.name in _META}
+        kwargs.update(feature_names=tuple(meta["feature_names"]), subjects=tuple(meta["subjects"]),
+                      param_names=tuple(meta["param_names"]))
+        return cls(**kwargs, **arrays, sigma_session=session, params=params, param_table=table)

@@ -1,0 +1,79 @@
+"""Hyperparameters of a fit on the unconstrained scale: log noise sd, initial weights, rule parameters."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.distributions import Normal, Transform, biject_to, transforms
+
+from learnrules.inference.vi import Hyper
+from learnrules.models.inputs import CohortTensors
+from learnrules.models.rule import LearningRule
+
+__all__ = ["Theta"]
+
+
+class Theta:
+    """Unconstrained hyperparameter tensors (leaves of the optimizer) and their priors.
+
+    Parameters
+    ----------
+    rule : LearningRule or None
+        The rule whose declared parameters (constraints, default priors) are fitted.
+    data : CohortTensors
+        The cohort (for shapes and feature names).
+    config : FitConfig
+        Starting values and which hyperparameters are learned.
+    """
+
+    def __init__(self, rule: LearningRule | None, data: CohortTensors, config) -> None:  # noqa: ANN001
+        dyn, dtype = config.dynamics, data.features.dtype
+        k, n = data.n_features, data.n_animals
+        self.feature_names = tuple(data.feature_names)
+        self.log_sigma = torch.full((k,), math.log(dyn.sigma), dtype=dtype, requires_grad=config.learn_sigma)
+        self.log_sigma_session = None if dyn.sigma_session is None else torch.full(
+            (k,), math.log(dyn.sigma_session), dtype=dtype, requires_grad=config.learn_sigma_session)
+        self.init_mean = torch.full((n, k), float(dyn.init_mean), dtype=dtype,
+                                    requires_grad=config.learn_init_mean)
+        self.sigma_init = torch.full((k,), float(dyn.sigma_init), dtype=dtype)
+        self.rule_u: dict[str, Tensor] = {}
+        self.transforms: dict[str, Transform] = {}
+        self.priors: dict[str, Normal] = {}
+        self.per_feature: dict[str, bool] = {}
+        for name, spec in ({} if rule is None else rule.parameters).items():
+            transform = biject_to(spec.constraint)
+            centre = transform.inv(torch.tensor(float(spec.default), dtype=dtype))
+            self.rule_u[name] = centre.expand(spec.shape(k)).clone().requires_grad_(True)
+            self.transforms[name] = transform
+            self.priors[name] = Normal(centre, torch.tensor(float(spec.prior_scale), dtype=dtype))
+            self.per_feature[name] = spec.per_feature
+
+    def hyper(self) -> Hyper:
+        """Return the constrained hyperparameters (differentiable in the leaves)."""
+        session = None if self.log_sigma_session is None else self.log_sigma_session.exp()
+        params = {name: self.transforms[name](u) for name, u in self.rule_u.items()}
+        return Hyper(self.log_sigma.exp(), session, self.sigma_init, self.init_mean, params)
+
+    def leaves(self) -> list[Tensor]:
+        """Return the tensors the optimizer updates."""
+        tensors = [self.log_sigma, self.log_sigma_session, self.init_mean, *self.rule_u.values()]
+        return [t for t in tensors if t is not None and t.requires_grad]
+
+    def laplace_leaves(self) -> list[tuple[str, Tensor, Transform, bool]]:
+        """Return ``(name, tensor, transform, per_feature)`` of the hyperparameters given a Laplace posterior."""
+        out = []
+        for name, t in (("sigma", self.log_sigma), ("sigma_session", self.log_sigma_session)):
+            if t is not None and t.requires_grad:
+                out.append((name, t, transforms.ExpTransform(), True))
+        for name, u in self.rule_u.items():
+            out.append((name, u, self.transforms[name], self.per_feature[name]))
+        return out
+
+    def log_prior(self) -> Tensor:
+        """Return the log prior density of the unconstrained rule parameters."""
+        total = self.log_sigma.new_zeros(())
+        for name, u in self.rule_u.items():
+            total = total + self.priors[name].log_prob(u).sum()
+        return total

@@ -1,0 +1,235 @@
+"""The structured Gaussian posterior over weight trajectories and its ELBO, updated by Gauss-Newton steps.
+
+For fixed hyperparameters ``theta`` (noise sd, initial-weight prior, rule parameters) each animal's
+``q(w) = N(m, J^{-1})`` has a block-tridiagonal precision ``J``. With the drift linearized around ``m``
+(``f(w) ~ f(m) + F (w - m)``, exact for the random walk) the expected log prior is quadratic, and the
+expected log-likelihood of trial ``t`` depends on ``q`` only through ``z_t = x_t . w_t ~ N(x.m, x^T S_t x)``
+(Gauss-Hermite quadrature, :mod:`learnrules.models.glm`). The natural-gradient fixed point is
+
+    J = J_prior(theta, m) + sum_t lambda_t x_t x_t^T,   lambda_t = -2 dE_t/dv,
+    m <- m + J^{-1} dELBO/dm,
+
+a Newton-like step solved by the banded factor (:mod:`learnrules.inference.banded`); it converges in a
+handful of iterations. The ELBO needs only the diagonal and first off-diagonal covariance blocks (the
+selected inverse): ``E_q ||w_{t+1} - A_t w_t - c_t||^2`` is closed form in them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from learnrules.inference.banded import BlockTridiagonal, factor
+from learnrules.models.dynamics import linearized_drift, transition_sd
+from learnrules.models.glm import expected_log_likelihood
+from learnrules.models.inputs import CohortTensors
+from learnrules.models.rule import LearningRule
+
+__all__ = ["Hyper", "Posterior", "elbo", "expected_likelihood", "linearize", "update_posterior"]
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """Hyperparameters in constrained form (tensors; they may carry gradients).
+
+    Parameters
+    ----------
+    sigma : Tensor, shape (K,)
+    sigma_session : Tensor of shape (K,), or None
+    sigma_init : Tensor, shape (K,)
+    init_mean : Tensor, shape (animals, K)
+    params : dict of str to Tensor
+        Rule parameters.
+    """
+
+    sigma: Tensor
+    sigma_session: Tensor | None
+    sigma_init: Tensor
+    init_mean: Tensor
+    params: dict
+
+    def detach(self) -> Hyper:
+        """Return a copy without gradients."""
+        session = None if self.sigma_session is None else self.sigma_session.detach()
+        return Hyper(self.sigma.detach(), session, self.sigma_init.detach(), self.init_mean.detach(),
+                     {k: v.detach() for k, v in self.params.items()})
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """Gaussian posterior over each animal's trajectory (padded trials carry zeros).
+
+    Parameters
+    ----------
+    mean : Tensor, shape (animals, T, K)
+    cov : Tensor, shape (animals, T, K, K)
+        ``Cov(w_t)``.
+    cross : Tensor, shape (animals, T - 1, K, K)
+        ``Cov(w_{t+1}, w_t)``.
+    logdet : Tensor, shape (animals,)
+        ``log det J``.
+    elbo : Tensor, shape (animals,)
+        Per-animal ELBO at these hyperparameters.
+    likelihood : Tensor, shape (animals,)
+        Per-animal expected log-likelihood (independent of the hyperparameters given q).
+    n_iter : int
+        Gauss-Newton iterations used.
+    """
+
+    mean: Tensor
+    cov: Tensor
+    cross: Tensor
+    logdet: Tensor
+    elbo: Tensor
+    likelihood: Tensor
+    n_iter: int = 0
+
+
+@dataclass(frozen=True)
+class _Linear:
+    amat: Tensor  # I + o_t F_t, (A, T-1, K, K)
+    resid: Tensor  # m_{t+1} - m_t - o_t f(m_t), (A, T-1, K)
+    prec: Tensor  # 1 / s_{t+1}^2 on real transitions, 0 on padding, (A, T-1, K)
+    log_var: Tensor  # log s_{t+1}^2 on real transitions, 0 on padding
+
+
+def linearize(rule: LearningRule | None, hyper: Hyper, data: CohortTensors, mean: Tensor) -> _Linear:
+    """Linearize the dynamics around ``mean`` (differentiable in ``hyper``)."""
+    f, jac = linearized_drift(rule, hyper.params, data, mean)
+    k = mean.shape[-1]
+    amat = torch.eye(k, dtype=mean.dtype) + jac[:, :-1]
+    resid = mean[:, 1:] - mean[:, :-1] - f[:, :-1]
+    sd = transition_sd(hyper.sigma, hyper.sigma_session, data.session_start)
+    real = data.valid[:, 1:].unsqueeze(-1)
+    prec = torch.where(real, sd.pow(-2), torch.zeros_like(sd))
+    log_var = torch.where(real, 2 * sd.log(), torch.zeros_like(sd))
+    return _Linear(amat, resid, prec, log_var)
+
+
+def _logit_moments(data: CohortTensors, mean: Tensor, cov: Tensor) -> tuple[Tensor, Tensor]:
+    x = data.features
+    return (x * mean).sum(-1), torch.einsum("atk,atkl,atl->at", x, cov, x)
+
+
+def expected_likelihood(data: CohortTensors, mean: Tensor, cov: Tensor, *, n_points: int = 32) -> Tensor:
+    """Return the per-animal expected log-likelihood of the choices under ``q``."""
+    zm, zv = _logit_moments(data, mean, cov)
+    ell, _, _ = expected_log_likelihood(zm, zv, data.choice, n_points=n_points)
+    return torch.where(data.observed & data.valid, ell, torch.zeros_like(ell)).sum(-1)
+
+
+def elbo(hyper: Hyper, data: CohortTensors, mean: Tensor, cov: Tensor, cross: Tensor, logdet: Tensor,
+         lin: _Linear, *, n_points: int = 32, likelihood: Tensor | None = None) -> Tensor:
+    """Return the per-animal ELBO of ``q`` (differentiable in ``hyper`` through ``lin``).
+
+    ``likelihood`` may pass the precomputed expected log-likelihood per animal (it does not depend on
+    the hyperparameters).
+    """
+    if likelihood is None:
+        likelihood = expected_likelihood(data, mean, cov, n_points=n_points)
+    a = lin.amat
+    cov_pair = cov[:, 1:] - a @ cross.mT - cross @ a.mT + a @ cov[:, :-1] @ a.mT
+    spread = lin.resid.pow(2) + cov_pair.diagonal(dim1=-2, dim2=-1)
+    dynamics = -0.5 * (spread * lin.prec + lin.log_var + _LOG_2PI * (lin.prec > 0)).sum((-1, -2))
+    var0 = hyper.sigma_init.pow(2)
+    init = -0.5 * (((mean[:, 0] - hyper.init_mean).pow(2) + cov[:, 0].diagonal(dim1=-2, dim2=-1)) / var0
+                   + var0.log() + _LOG_2PI).sum(-1)
+    n_dims = data.valid.sum(-1).to(mean.dtype) * mean.shape[-1]
+    entropy = 0.5 * n_dims * (1 + _LOG_2PI) - 0.5 * logdet
+    return likelihood + dynamics + init + entropy
+
+
+def _precision(hyper: Hyper, data: CohortTensors, lin: _Linear, curvature: Tensor) -> BlockTridiagonal:
+    a, p = lin.amat, lin.prec
+    n, t, k = data.features.shape
+    eye = torch.eye(k, dtype=a.dtype)
+    diag = (curvature.unsqueeze(-1).unsqueeze(-1) * data.features.unsqueeze(-1) * data.features.unsqueeze(-2))
+    diag[:, :-1] += (a.mT * p.unsqueeze(-2)) @ a
+    diag[:, 1:] += torch.diag_embed(p)
+    diag[:, 0] += torch.diag(hyper.sigma_init.pow(-2))
+    diag = torch.where(data.valid.unsqueeze(-1).unsqueeze(-1), diag, eye)
+    return BlockTridiagonal(diag, -(p.unsqueeze(-1) * a))
+
+
+def _gradient(hyper: Hyper, data: CohortTensors, mean: Tensor, lin: _Linear, slope: Tensor) -> Tensor:
+    qe = lin.prec * lin.resid
+    grad = slope.unsqueeze(-1) * data.features
+    grad[:, 1:] -= qe
+    grad[:, :-1] += (lin.amat.mT @ qe.unsqueeze(-1)).squeeze(-1)
+    grad[:, 0] -= (mean[:, 0] - hyper.init_mean) / hyper.sigma_init.pow(2)
+    return grad * data.valid.unsqueeze(-1)
+
+
+@torch.no_grad()
+def update_posterior(rule: LearningRule | None, hyper: Hyper, data: CohortTensors, start: Posterior | None = None,
+                     *, max_iter: int = 50, tol: float = 1e-10, n_points: int = 32) -> Posterior:
+    """Optimize ``q`` for fixed hyperparameters by damped Gauss-Newton / natural-gradient steps.
+
+    Parameters
+    ----------
+    rule : LearningRule or None
+        The drift (None = random walk).
+    hyper : Hyper
+        Hyperparameters (gradients are ignored).
+    data : CohortTensors
+        The cohort.
+    start : Posterior, optional
+        Warm start.
+    max_iter : int
+        Maximum number of iterations.
+    tol : float
+        Stop when the total ELBO changes by less than ``tol * (1 + |ELBO|)``.
+    n_points : int
+        Gauss-Hermite nodes.
+
+    Returns
+    -------
+    Posterior
+        The optimized posterior with its per-animal ELBO.
+
+    Raises
+    ------
+    torch.linalg.LinAlgError
+        If the posterior precision is not positive definite (e.g. a diverging drift Jacobian).
+    """
+    hyper = hyper.detach()
+    live = (data.observed & data.valid)
+    if start is None:
+        n, t, k = data.features.shape
+        mean = hyper.init_mean.unsqueeze(1).expand(n, t, k) * data.valid.unsqueeze(-1)
+        cov = data.features.new_zeros(n, t, k, k)
+        best = None
+    else:
+        mean, cov = start.mean, start.cov
+        lin = linearize(rule, hyper, data, mean)
+        best = elbo(hyper, data, mean, cov, start.cross, start.logdet, lin, n_points=n_points).sum()
+    n_iter = 0
+    while n_iter < max_iter:
+        n_iter += 1
+        lin = linearize(rule, hyper, data, mean)
+        zm, zv = _logit_moments(data, mean, cov)
+        _, slope, dvar = expected_log_likelihood(zm, zv, data.choice, n_points=n_points)
+        slope, curvature = slope * live, -2 * dvar * live
+        fac = factor(_precision(hyper, data, lin, curvature))
+        step = fac.solve(_gradient(hyper, data, mean, lin, slope))
+        new_cov, cross = fac.selected_inverse()
+        logdet = fac.logdet()
+        for _ in range(8):  # damping: halve the mean step until the ELBO does not drop
+            new_mean = mean + step
+            new_lin = linearize(rule, hyper, data, new_mean)
+            lik = expected_likelihood(data, new_mean, new_cov, n_points=n_points)
+            value = elbo(hyper, data, new_mean, new_cov, cross, logdet, new_lin, likelihood=lik)
+            total = value.sum()
+            if best is None or not torch.isfinite(best) or total >= best - 1e-9 * abs(best):
+                break
+            step = 0.5 * step
+        done = best is not None and abs(float(total - best)) < tol * (1 + abs(float(best)))
+        mean, cov, best = new_mean, new_cov, total
+        if done:
+            break
+    return Posterior(mean, cov, cross, logdet, value, lik, n_iter)
