@@ -77,10 +77,10 @@ class FitConfig:
     optimizer: Literal["lbfgs", "adam"] = "lbfgs"
     lr: float = 1.0
     max_steps: int = 200
-    window: int = 3
-    tol: float = 1e-7
+    window: int = 2
+    tol: float = 1e-6
     inner_max_iter: int = 50
-    inner_tol: float = 1e-11
+    inner_tol: float = 1e-8
     gh_points: int = 20
     band_level: float = 0.9
     param_posterior: Literal["laplace", "none"] = "laplace"
@@ -94,6 +94,7 @@ class _Objective:
         self.rule, self.theta, self.data, self.config = rule, theta, data, config
         self.post: Posterior | None = None
         self.n_trials = max(int((data.observed & data.valid).sum()), 1)
+        self.scale = 1.0 if config.optimizer == "lbfgs" else float(self.n_trials)
         self.step = 0
 
     def __call__(self) -> torch.Tensor:
@@ -111,7 +112,7 @@ class _Objective:
         if not torch.isfinite(total) or not torch.isfinite(post.elbo).all():
             raise FloatingPointError(self._message("the ELBO is not finite"))
         self.post = post
-        return -total / self.n_trials
+        return -total / self.scale
 
     def _message(self, what: str) -> str:
         return f"fit stopped at step {self.step}: {what}; likely cause: {self.diagnose()}"
@@ -153,36 +154,62 @@ def _converged(trace: list[float], window: int, tol: float) -> bool:
     return abs(last - prev) <= tol * abs(last)
 
 
+class _Closure:
+    """L-BFGS/Adam closure that caches the last point (L-BFGS re-evaluates the accepted point)."""
+
+    def __init__(self, objective: _Objective, opt: torch.optim.Optimizer) -> None:
+        self.objective, self.opt = objective, opt
+        self.values: list[float] = []
+        self.cache: list = []
+
+    def same_point(self) -> bool:
+        leaves = self.objective.theta.leaves()
+        return bool(self.cache) and all(torch.equal(a, b.detach()) for a, b in zip(self.cache[0], leaves,
+                                                                                     strict=True))
+
+    def __call__(self) -> torch.Tensor:
+        leaves = self.objective.theta.leaves()
+        if self.same_point():
+            for leaf, grad in zip(leaves, self.cache[2], strict=True):
+                leaf.grad = grad.clone()
+            self.values.append(self.cache[3])
+            return self.cache[1]
+        self.opt.zero_grad()
+        loss = self.objective()
+        loss.backward()
+        self.values.append(float(self.objective.post.elbo.sum()))
+        self.cache[:] = [[leaf.detach().clone() for leaf in leaves], loss.detach(),
+                         [leaf.grad.clone() for leaf in leaves], self.values[-1]]
+        return loss
+
+
 def _optimize(objective: _Objective, config: FitConfig, progress: bool) -> tuple[list[float], bool, int]:
     theta, opt = objective.theta, _optimizer(objective.theta, config)
     trace: list[float] = []
     converged, step = opt is None, 0
+    closure = None if opt is None else _Closure(objective, opt)
     bar = tqdm(total=config.max_steps, disable=not progress or opt is None, desc="fit", leave=False)
     while opt is not None and step < config.max_steps:
         step += 1
         objective.step = step
-
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            loss = objective()
-            loss.backward()
-            return loss
-
+        closure.values.clear()
         opt.step(closure)
         if not all(torch.isfinite(leaf).all() for leaf in theta.leaves()):
             raise FloatingPointError(objective._message("a hyperparameter became non-finite"))
-        trace.append(float(objective.post.elbo.sum()))
+        trace.append(closure.values[0])  # the ELBO at the point accepted by the previous step
         bar.update(1)
         bar.set_postfix(elbo=f"{trace[-1]:.2f}")
         if step % config.log_every == 0:
             logger.info("step %d: ELBO %.4f, sigma %s", step, trace[-1], theta.hyper().sigma.tolist())
         grad_small = all(leaf.grad is None or float(leaf.grad.abs().max()) < 1e-9 for leaf in theta.leaves())
-        if _converged(trace, config.window, config.tol) or grad_small:
+        stalled = len(trace) > 1 and abs(trace[-1] - trace[-2]) <= 0.01 * config.tol * abs(trace[-1])
+        if _converged(trace, config.window, config.tol) or grad_small or stalled:
             converged = True
             break
     bar.close()
-    with torch.no_grad():
-        objective()  # q at the final hyperparameters
+    if closure is None or not closure.same_point():
+        with torch.no_grad():
+            objective()  # q at the final hyperparameters
     trace.append(float(objective.post.elbo.sum()))
     return trace, converged, step
 

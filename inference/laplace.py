@@ -47,7 +47,7 @@ def laplace_covariance(objective, *, step: float = 1e-3) -> tuple[np.ndarray, tu
     def gradient(flat: torch.Tensor) -> torch.Tensor:
         assign(flat)
         objective.post = post0
-        loss = objective() * objective.n_trials
+        loss = objective() * objective.scale
         return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, tensors)])
 
     size = centre.numel()

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from learnrules.inference.banded import BlockTridiagonal, factor
-from learnrules.models.dynamics import linearized_drift, transition_sd
+from learnrules.models.dynamics import is_random_walk, linearized_drift, transition_sd
 from learnrules.models.glm import expected_log_likelihood
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule
@@ -92,7 +92,7 @@ class Posterior:
 
 @dataclass(frozen=True)
 class _Linear:
-    amat: Tensor  # I + o_t F_t, (A, T-1, K, K)
+    amat: Tensor | None  # I + o_t F_t, (A, T-1, K, K); None for the random walk (identity)
     resid: Tensor  # m_{t+1} - m_t - o_t f(m_t), (A, T-1, K)
     prec: Tensor  # 1 / s_{t+1}^2 on real transitions, 0 on padding, (A, T-1, K)
     log_var: Tensor  # log s_{t+1}^2 on real transitions, 0 on padding
@@ -100,10 +100,12 @@ class _Linear:
 
 def linearize(rule: LearningRule | None, hyper: Hyper, data: CohortTensors, mean: Tensor) -> _Linear:
     """Linearize the dynamics around ``mean`` (differentiable in ``hyper``)."""
-    f, jac = linearized_drift(rule, hyper.params, data, mean)
-    k = mean.shape[-1]
-    amat = torch.eye(k, dtype=mean.dtype) + jac[:, :-1]
-    resid = mean[:, 1:] - mean[:, :-1] - f[:, :-1]
+    if is_random_walk(rule):
+        amat, resid = None, mean[:, 1:] - mean[:, :-1]
+    else:
+        f, jac = linearized_drift(rule, hyper.params, data, mean)
+        amat = torch.eye(mean.shape[-1], dtype=mean.dtype) + jac[:, :-1]
+        resid = mean[:, 1:] - mean[:, :-1] - f[:, :-1]
     sd = transition_sd(hyper.sigma, hyper.sigma_session, data.session_start)
     real = data.valid[:, 1:].unsqueeze(-1)
     prec = torch.where(real, sd.pow(-2), torch.zeros_like(sd))
@@ -133,8 +135,13 @@ def elbo(hyper: Hyper, data: CohortTensors, mean: Tensor, cov: Tensor, cross: Te
     if likelihood is None:
         likelihood = expected_likelihood(data, mean, cov, n_points=n_points)
     a = lin.amat
-    cov_pair = cov[:, 1:] - a @ cross.mT - cross @ a.mT + a @ cov[:, :-1] @ a.mT
-    spread = lin.resid.pow(2) + cov_pair.diagonal(dim1=-2, dim2=-1)
+    if a is None:  # Var(w_{t+1} - w_t), elementwise
+        pair_var = (cov[:, 1:].diagonal(dim1=-2, dim2=-1) + cov[:, :-1].diagonal(dim1=-2, dim2=-1)
+                    - 2 * cross.diagonal(dim1=-2, dim2=-1))
+    else:
+        cov_pair = cov[:, 1:] - a @ cross.mT - cross @ a.mT + a @ cov[:, :-1] @ a.mT
+        pair_var = cov_pair.diagonal(dim1=-2, dim2=-1)
+    spread = lin.resid.pow(2) + pair_var
     dynamics = -0.5 * (spread * lin.prec + lin.log_var + _LOG_2PI * (lin.prec > 0)).sum((-1, -2))
     var0 = hyper.sigma_init.pow(2)
     init = -0.5 * (((mean[:, 0] - hyper.init_mean).pow(2) + cov[:, 0].diagonal(dim1=-2, dim2=-1)) / var0
@@ -147,22 +154,33 @@ def elbo(hyper: Hyper, data: CohortTensors, mean: Tensor, cov: Tensor, cross: Te
 def _precision(hyper: Hyper, data: CohortTensors, lin: _Linear, curvature: Tensor) -> BlockTridiagonal:
     a, p = lin.amat, lin.prec
     n, t, k = data.features.shape
-    eye = torch.eye(k, dtype=a.dtype)
+    eye = torch.eye(k, dtype=p.dtype)
     diag = (curvature.unsqueeze(-1).unsqueeze(-1) * data.features.unsqueeze(-1) * data.features.unsqueeze(-2))
-    diag[:, :-1] += (a.mT * p.unsqueeze(-2)) @ a
+    diag[:, :-1] += torch.diag_embed(p) if a is None else (a.mT * p.unsqueeze(-2)) @ a
     diag[:, 1:] += torch.diag_embed(p)
     diag[:, 0] += torch.diag(hyper.sigma_init.pow(-2))
     diag = torch.where(data.valid.unsqueeze(-1).unsqueeze(-1), diag, eye)
-    return BlockTridiagonal(diag, -(p.unsqueeze(-1) * a))
+    return BlockTridiagonal(diag, -(torch.diag_embed(p) if a is None else p.unsqueeze(-1) * a))
 
 
 def _gradient(hyper: Hyper, data: CohortTensors, mean: Tensor, lin: _Linear, slope: Tensor) -> Tensor:
     qe = lin.prec * lin.resid
     grad = slope.unsqueeze(-1) * data.features
     grad[:, 1:] -= qe
-    grad[:, :-1] += (lin.amat.mT @ qe.unsqueeze(-1)).squeeze(-1)
+    grad[:, :-1] += qe if lin.amat is None else (lin.amat.mT @ qe.unsqueeze(-1)).squeeze(-1)
     grad[:, 0] -= (mean[:, 0] - hyper.init_mean) / hyper.sigma_init.pow(2)
     return grad * data.valid.unsqueeze(-1)
+
+
+def _bernoulli_terms(data: CohortTensors, mean: Tensor, cov: Tensor, n_points: int
+                     ) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-animal expected log-likelihood, and per-trial slope and curvature (lambda) of the Bernoulli terms."""
+    live = data.observed & data.valid
+    zm, zv = _logit_moments(data, mean, cov)
+    value, slope, dvar = expected_log_likelihood(zm, zv, data.choice, n_points=n_points)
+    zero = torch.zeros_like(value)
+    return (torch.where(live, value, zero).sum(-1), torch.where(live, slope, zero),
+            torch.where(live, -2 * dvar, zero))
 
 
 @torch.no_grad()
@@ -198,7 +216,6 @@ def update_posterior(rule: LearningRule | None, hyper: Hyper, data: CohortTensor
         If the posterior precision is not positive definite (e.g. a diverging drift Jacobian).
     """
     hyper = hyper.detach()
-    live = (data.observed & data.valid)
     if start is None:
         n, t, k = data.features.shape
         mean = hyper.init_mean.unsqueeze(1).expand(n, t, k) * data.valid.unsqueeze(-1)
@@ -206,15 +223,13 @@ def update_posterior(rule: LearningRule | None, hyper: Hyper, data: CohortTensor
         best = None
     else:
         mean, cov = start.mean, start.cov
-        lin = linearize(rule, hyper, data, mean)
-        best = elbo(hyper, data, mean, cov, start.cross, start.logdet, lin, n_points=n_points).sum()
+    lin = linearize(rule, hyper, data, mean)
+    lik, slope, curvature = _bernoulli_terms(data, mean, cov, n_points)
+    if start is not None:
+        best = elbo(hyper, data, mean, cov, start.cross, start.logdet, lin, likelihood=lik).sum()
     n_iter = 0
     while n_iter < max_iter:
         n_iter += 1
-        lin = linearize(rule, hyper, data, mean)
-        zm, zv = _logit_moments(data, mean, cov)
-        _, slope, dvar = expected_log_likelihood(zm, zv, data.choice, n_points=n_points)
-        slope, curvature = slope * live, -2 * dvar * live
         fac = factor(_precision(hyper, data, lin, curvature))
         step = fac.solve(_gradient(hyper, data, mean, lin, slope))
         new_cov, cross = fac.selected_inverse()
@@ -222,14 +237,15 @@ def update_posterior(rule: LearningRule | None, hyper: Hyper, data: CohortTensor
         for _ in range(8):  # damping: halve the mean step until the ELBO does not drop
             new_mean = mean + step
             new_lin = linearize(rule, hyper, data, new_mean)
-            lik = expected_likelihood(data, new_mean, new_cov, n_points=n_points)
-            value = elbo(hyper, data, new_mean, new_cov, cross, logdet, new_lin, likelihood=lik)
+            new_terms = _bernoulli_terms(data, new_mean, new_cov, n_points)
+            value = elbo(hyper, data, new_mean, new_cov, cross, logdet, new_lin, likelihood=new_terms[0])
             total = value.sum()
             if best is None or not torch.isfinite(best) or total >= best - 1e-9 * abs(best):
                 break
             step = 0.5 * step
         done = best is not None and abs(float(total - best)) < tol * (1 + abs(float(best)))
-        mean, cov, best = new_mean, new_cov, total
+        mean, cov, best, lin = new_mean, new_cov, total, new_lin
+        lik, slope, curvature = new_terms
         if done:
             break
     return Posterior(mean, cov, cross, logdet, value, lik, n_iter)
