@@ -3,8 +3,7 @@ import math
 import pytest
 import torch
 
-from learnrules.models.glm import (bernoulli_log_likelihood, choice_probability, expected_log_likelihood,
-                                   gauss_hermite)
+from learnrules.models.glm import bernoulli_log_likelihood, choice_probability, expected_log_likelihood, gauss_hermite
 
 
 def test_choice_probability_and_log_likelihood_by_hand():

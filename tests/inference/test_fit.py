@@ -1,0 +1,156 @@
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from learnrules.inference.banded import BandedGaussianTrajectory
+from learnrules.inference.fit import FitConfig, fit
+from learnrules.inference.result import FitResult
+from learnrules.inference.theta import Theta
+from learnrules.inference.vi import update_posterior
+from learnrules.models.dynamics import DynamicsConfig, drift_sequence, transition_sd
+
+_spec = importlib.util.spec_from_file_location("fitting_helpers", Path(__file__).with_name("fitting_helpers.py"))
+helpers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(helpers)
+
+
+def log_joint(rule, hyper, data, w):
+    """Dense log p(y, w) of one batch of trajectories w (..., A, T, K), straight from the model equations."""
+    x = data.features
+    z = (w * x).sum(-1)
+    live = data.observed & data.valid
+    lik = torch.where(live, data.choice * z - torch.nn.functional.softplus(z), torch.zeros_like(z)).sum(-1)
+    f = drift_sequence(rule, hyper.params, data, w) if rule is not None else torch.zeros_like(w)
+    sd = transition_sd(hyper.sigma, hyper.sigma_session, data.session_start)
+    step = torch.distributions.Normal(w[..., :-1, :] + f[..., :-1, :], sd).log_prob(w[..., 1:, :])
+    dyn = torch.where(data.valid[:, 1:].unsqueeze(-1), step, torch.zeros_like(step)).sum((-1, -2))
+    init = torch.distributions.Normal(hyper.init_mean, hyper.sigma_init).log_prob(w[..., 0, :]).sum(-1)
+    return lik + dyn + init
+
+
+def small_cohort(rule=None, seed=0, n_trials=12, n_animals=2):
+    params = {"alpha": torch.tensor([0.3, 0.2]), "beta": torch.tensor(0.4)}
+    return helpers.simulate(rule, params, n_animals=n_animals, n_trials=n_trials, sigma=0.2, seed=seed)[0]
+
+
+def test_elbo_is_below_the_importance_sampled_log_evidence():
+    data = small_cohort(n_trials=8)
+    config = FitConfig(dynamics=DynamicsConfig(sigma=0.3, sigma_init=1.0))
+    hyper = Theta(None, data, config).hyper().detach()
+    post = update_posterior(None, hyper, data)
+    q = BandedGaussianTrajectory(post.mean, _precision_of(post))
+    draws = q.rsample((200000,))
+    log_w = log_joint(None, hyper, data, draws) - q.log_prob(draws)
+    log_z = torch.logsumexp(log_w, 0) - math.log(draws.shape[0])
+    assert torch.all(post.elbo <= log_z + 1e-3)
+    assert torch.all(post.elbo >= log_z - 0.5)  # and the bound is tight on a small problem
+    assert torch.allclose(log_w.mean(0), post.elbo, atol=0.05)  # the ELBO is E_q[log p - log q]
+
+
+def _precision_of(post):
+    """Rebuild q's block-tridiagonal precision densely from its selected inverse (Markov covariance completion)."""
+    from learnrules.inference.banded import BlockTridiagonal
+
+    a, t, k = post.mean.shape
+    dense = torch.zeros(a, t * k, t * k)
+    for i in range(t):
+        dense[:, i * k:(i + 1) * k, i * k:(i + 1) * k] = post.cov[:, i]
+        if i + 1 < t:
+            dense[:, (i + 1) * k:(i + 2) * k, i * k:(i + 1) * k] = post.cross[:, i]
+            dense[:, i * k:(i + 1) * k, (i + 1) * k:(i + 2) * k] = post.cross[:, i].mT
+    # The covariance of a Markov chain is determined by its tridiagonal blocks; fill the rest by recursion.
+    for gap in range(2, t):
+        for i in range(t - gap):
+            c_next = dense[:, (i + gap) * k:(i + gap + 1) * k, (i + gap - 1) * k:(i + gap) * k]
+            c_prev = dense[:, (i + gap - 1) * k:(i + gap) * k, (i + gap - 1) * k:(i + gap) * k]
+            c_far = dense[:, (i + gap - 1) * k:(i + gap) * k, i * k:(i + 1) * k]
+            block = c_next @ torch.linalg.solve(c_prev, c_far)
+            dense[:, (i + gap) * k:(i + gap + 1) * k, i * k:(i + 1) * k] = block
+            dense[:, i * k:(i + 1) * k, (i + gap) * k:(i + gap + 1) * k] = block.mT
+    prec = torch.linalg.inv(dense)
+    diag = torch.stack([prec[:, i * k:(i + 1) * k, i * k:(i + 1) * k] for i in range(t)], 1)
+    lower = torch.stack([prec[:, (i + 1) * k:(i + 2) * k, i * k:(i + 1) * k] for i in range(t - 1)], 1)
+    return BlockTridiagonal(diag, lower)
+
+
+@pytest.mark.parametrize("rule", [None, helpers.LocalReinforce()])
+def test_laplace_mode_matches_dense_newton(rule):
+    data = small_cohort(rule, n_trials=10)
+    config = FitConfig(dynamics=DynamicsConfig(sigma=0.3, sigma_init=2.0))
+    hyper = Theta(rule, data, config).hyper().detach()
+    mode = update_posterior(rule, hyper, data, n_points=1, tol=1e-14).mean  # 1 node: E[g(z)] = g(mean)
+    w = torch.zeros_like(data.features).requires_grad_(True)
+    for _ in range(30):  # dense Newton on the log joint
+        value = log_joint(rule, hyper, data, w).sum()
+        grad = torch.autograd.grad(value, w, create_graph=True)[0].reshape(-1)
+        hess = torch.stack([torch.autograd.grad(g, w, retain_graph=True)[0].reshape(-1) for g in grad])
+        w = (w.detach().reshape(-1) - torch.linalg.solve(hess, grad.detach())).reshape(w.shape).requires_grad_(True)
+    assert torch.allclose(mode, w.detach(), atol=1e-7)
+
+
+def test_weights_match_psytrack_map_on_a_subset():
+    from psytrack.getMAP import getMAP
+
+    data, raw = helpers.rat_w053(2000)
+    sigma = 2.0 ** -4
+    hyper = {"sigInit": 2.0 ** 4, "sigma": [sigma] * 3, "sigDay": None}
+    w_mode, _, log_evd, _ = getMAP(raw, hyper, {"bias": 1, "s1": 1, "s2": 1})
+    config = FitConfig(dynamics=DynamicsConfig(sigma=sigma), learn_sigma=False)
+    res = fit(data, features=("bias", "s1", "s2"), config=config)
+    ours = res.weights_mean[0].T
+    for i in range(3):
+        assert np.corrcoef(ours[i], w_mode[i])[0, 1] >= 0.99
+    assert abs(res.elbo - log_evd) <= 0.005 * abs(log_evd)
+    assert res.elbo_trace.shape == (1,)
+
+
+def test_nan_in_the_rule_stops_the_fit_naming_step_and_cause():
+    data = small_cohort(n_trials=20)
+    with pytest.raises(FloatingPointError, match=r"step \d+.*drift"):
+        fit(data, rule=helpers.NaNRule())
+
+
+def test_result_tables_and_save_load_roundtrip(tmp_path):
+    data = small_cohort(helpers.LocalReinforce(), n_trials=60)
+    ragged = type(data)(data.features, data.choice, data.reward, data.observed,
+                        data.valid & (torch.arange(60) < torch.tensor([[60], [45]])), data.session_start,
+                        torch.tensor([60, 45]), data.feature_names, data.subjects)
+    res = fit(ragged, rule=helpers.LocalReinforce(), config=FitConfig(max_steps=3))
+    frame = res.weights
+    assert list(frame.columns) == ["subject", "trial", "session", "feature", "mean", "sd", "lower", "upper"]
+    assert len(frame) == (60 + 45) * 2 and frame.attrs["band_level"] == 0.9
+    assert frame.groupby("subject")["trial"].max().to_dict() == {"a0": 59, "a1": 44}
+    assert np.all(frame["lower"] < frame["mean"]) and np.all(frame["mean"] < frame["upper"])
+    params = res.parameters
+    assert list(params.columns) == ["parameter", "feature", "mean", "sd", "lower", "upper"]
+    assert set(params["parameter"]) == {"sigma", "alpha", "beta"}
+    assert np.all(params["lower"] <= params["mean"]) and np.all(params["mean"] <= params["upper"])
+    path = res.save(tmp_path / "fit.npz")
+    back = FitResult.load(path)
+    assert back.rule_name == "LocalReinforce" and back.subjects == ("a0", "a1")
+    np.testing.assert_array_equal(back.weights_mean, res.weights_mean)
+    np.testing.assert_array_equal(back.params["alpha"], res.params["alpha"])
+    pd.testing.assert_frame_equal(back.parameters, res.parameters)
+    assert back.n_steps == res.n_steps and back.elbo == res.elbo
+
+
+def test_missing_choices_have_no_likelihood_and_no_update():
+    data = small_cohort(n_trials=30)
+    observed = data.observed.clone()
+    observed[:, 10:20] = False
+    flipped = data.choice.clone()
+    flipped[:, 10:20] = 1 - flipped[:, 10:20]
+    a = type(data)(data.features, data.choice, data.reward, observed, data.valid, data.session_start,
+                   data.lengths, data.feature_names, data.subjects)
+    b = type(data)(data.features, flipped, data.reward, observed, data.valid, data.session_start,
+                   data.lengths, data.feature_names, data.subjects)
+    config = FitConfig(learn_sigma=False)
+    ra, rb = fit(a, config=config), fit(b, config=config)
+    np.testing.assert_allclose(ra.weights_mean, rb.weights_mean, atol=1e-8)
+    full = fit(data, config=config)
+    assert np.all(ra.weights_sd[:, 15] > full.weights_sd[:, 15])  # no data there: wider band
