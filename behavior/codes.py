@@ -1,0 +1,115 @@
+"""Choice, reward and correct-side codes: detection, mapping to the canonical 0/1 codes, and sign checks.
+
+Canonical codes (what :class:`~learnrules.behavior.trials.AnimalTrials` stores):
+choice 1 = right, 0 = left, NaN = no-go kept as missing; reward 1 / 0; answer 1 = right, 0 = left, NaN unknown.
+
+Source codes:
+
+``ibl``
+    IBL ALF: ``choice`` -1 = counter-clockwise wheel turn = the animal reported RIGHT (-> 1), +1 = LEFT
+    (-> 0), 0 = no-go. ``feedbackType`` +1 rewarded, -1 not.
+``binary``
+    psytrack_learning / Liu et al. preprocessed tables: ``choice`` 0/1 with 1 = right, reward 0/1.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import numpy as np
+
+from learnrules.behavior.validate import bad_value, check_codes, check_not_nan
+
+__all__ = ["detect_coding", "map_choice", "map_reward", "map_answer", "derive_answer", "check_choice_sign"]
+
+logger = logging.getLogger(__name__)
+
+Coding = Literal["ibl", "binary"]
+
+
+def detect_coding(choice: np.ndarray, reward: np.ndarray, requested: Literal["auto", "ibl", "binary"]) -> Coding:
+    """Decide the choice code: IBL when any choice or reward is -1, else binary 0/1.
+
+    A -1 only exists in IBL's codes (choice -1 = right, feedbackType -1 = unrewarded, which every IBL no-go
+    trial has). The one IBL table this cannot recognise is one with only rewarded left (+1) choices; the
+    sign check then catches it when contrasts are given. Pass ``coding`` explicitly to skip detection.
+    """
+    if requested != "auto":
+        return requested
+    if np.any(choice == -1):
+        logger.info("choice coding: IBL (choice contains -1 = right, +1 = left, 0 = no-go)")
+        return "ibl"
+    if np.any(reward == -1):
+        logger.info("choice coding: IBL (reward column contains -1; choice -1 = right, +1 = left, 0 = no-go)")
+        return "ibl"
+    logger.info("choice coding: binary 0/1 (1 = right; no -1 codes in choice or reward)")
+    return "binary"
+
+
+def map_choice(choice: np.ndarray, rows: np.ndarray, coding: Coding) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(choice, is_nogo)`` in canonical codes; raise on NaN or unknown codes."""
+    check_not_nan(choice, "choice", rows)
+    if coding == "ibl":
+        check_codes(choice, "choice", rows, (-1, 0, 1), "IBL: -1 = right, +1 = left, 0 = no-go")
+        nogo = choice == 0
+        # IBL: -1 (counter-clockwise) = reported right -> 1; +1 (clockwise) = left -> 0.
+        mapped = np.where(choice == -1, 1.0, np.where(choice == 1, 0.0, np.nan))
+        return mapped, nogo
+    check_codes(choice, "choice", rows, (0, 1), "binary: 1 = right, 0 = left")
+    return choice.astype(float), np.zeros(len(choice), dtype=bool)
+
+
+def map_reward(reward: np.ndarray, rows: np.ndarray, column: str) -> np.ndarray:
+    """Map feedback codes {-1, 1} or {0, 1} to 0/1; raise on NaN or a mix of -1 and 0."""
+    check_not_nan(reward, column, rows)
+    if np.any(reward == -1):
+        check_codes(reward, column, rows, (-1, 1), "IBL feedback: +1 rewarded, -1 not")
+        return (reward + 1.0) / 2.0
+    check_codes(reward, column, rows, (0, 1), "1 rewarded, 0 not")
+    return reward.astype(float)
+
+
+def map_answer(answer: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Map a correct-side column to 0/1 (1 = right); accept 0/1, or psytrack's 1/2 (2 = right).
+
+    NaN stays NaN (unknown). The 1/2 code is chosen when a 2 appears; a mix of 0 and 2 is an error.
+    """
+    if np.any(answer == 2):
+        check_codes(answer, "answer", rows, (1, 2), "psytrack: 2 = right, 1 = left")
+        return answer - 1.0
+    check_codes(answer, "answer", rows, (0, 1), "1 = right, 0 = left")
+    return answer.astype(float)
+
+
+def derive_answer(choice: np.ndarray, reward: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Derive the correct side: the side with the higher contrast, else (a tie, e.g. zero contrast) from feedback.
+
+    On a tie with a choice made, a rewarded choice was correct and an unrewarded one was wrong (two
+    alternatives, deterministic feedback as in IBL); a no-go tie stays NaN.
+    """
+    answer = np.full(len(choice), np.nan)
+    answer[right > left] = 1.0
+    answer[left > right] = 0.0
+    tie = (left == right) & ~np.isnan(choice)
+    answer[tie] = np.where(reward[tie] == 1.0, choice[tie], 1.0 - choice[tie])
+    return answer
+
+
+def check_choice_sign(choice: np.ndarray, reward: np.ndarray, reference: np.ndarray, rows: np.ndarray,
+                      coding: Coding) -> None:
+    """Raise when most rewarded trials chose the side opposite to the correct side: a flipped choice code.
+
+    ``reference`` is the correct side known independently of feedback (the answer column, or the side with
+    the higher contrast), NaN where unknown. Getting the sign wrong silently flips every stimulus weight.
+    """
+    usable = (reward == 1.0) & ~np.isnan(choice) & ~np.isnan(reference)
+    if not usable.any():
+        return
+    wrong = usable & (choice != reference)
+    if wrong.sum() * 2 > usable.sum():
+        first = np.flatnonzero(wrong)[0]
+        convention = "IBL: -1 = right, +1 = left" if coding == "ibl" else "binary: 1 = right, 0 = left"
+        raise bad_value("choice", int(rows[first]), "right" if choice[first] == 1 else "left",
+                        f"contradicts the correct side on a rewarded trial ({int(wrong.sum())} of "
+                        f"{int(usable.sum())} rewarded trials do): the choice code looks flipped ({convention})")

@@ -1,0 +1,217 @@
+"""Read a trial table (CSV, Parquet or DataFrame) into a validated :class:`TrialData`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from learnrules.behavior.codes import (
+    check_choice_sign,
+    derive_answer,
+    detect_coding,
+    map_answer,
+    map_choice,
+    map_reward,
+)
+from learnrules.behavior.keys import order_trials
+from learnrules.behavior.trials import AnimalTrials, TrialData
+from learnrules.behavior.validate import check_finite, check_range, numeric, require_columns
+
+__all__ = ["load_trials", "CANONICAL_COLUMNS"]
+
+logger = logging.getLogger(__name__)
+
+#: Names ``columns`` may map from (canonical name -> the caller's column name).
+CANONICAL_COLUMNS = ("subject", "session", "trial", "choice", "reward", "feedbackType", "answer",
+                     "contrastLeft", "contrastRight", "probabilityLeft")
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def _read(source: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
+    """Return the source as a DataFrame; file problems other than a missing file become ``ValueError``."""
+    if isinstance(source, pd.DataFrame):
+        return source
+    if not isinstance(source, str | os.PathLike):
+        raise TypeError(f"source must be a path or a pandas DataFrame, not {type(source).__name__}")
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"no trial table at {str(path)!r}")
+    try:
+        if path.suffix.lower() in _PARQUET_SUFFIXES:
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{str(path)!r} is empty: no columns to read (need columns 'choice' and "
+                         "'feedbackType' or 'reward')") from None
+    except ImportError:
+        raise
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as err:
+        raise ValueError(f"cannot read {str(path)!r} as a trial table (columns unknown): {err}") from None
+
+
+def _canonical(frame: pd.DataFrame, columns: Mapping[str, str] | None,
+               stimulus_columns: Sequence[str]) -> dict[str, pd.Series]:
+    """Select the caller's columns under canonical names (the frame itself is left untouched)."""
+    names = [str(c) for c in frame.columns]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"duplicate column names {dup}; columns present: {names}")
+    mapping = dict(columns or {})
+    unknown = sorted(set(mapping) - set(CANONICAL_COLUMNS))
+    if unknown:
+        raise ValueError(f"columns mapping: unknown canonical column(s) {unknown}; use {list(CANONICAL_COLUMNS)}")
+    require_columns(frame, list(mapping.values()) + list(stimulus_columns))
+    renamed = {str(c): c for c in frame.columns}  # str name -> original label (labels may be ints)
+    table = {}
+    for name in CANONICAL_COLUMNS:
+        source = mapping.get(name, name if name not in mapping.values() else None)
+        if source is not None and source in renamed:
+            table[name] = frame[renamed[source]]
+    for name in stimulus_columns:
+        if name in CANONICAL_COLUMNS or name in mapping.values():
+            raise ValueError(f"stimulus column {name!r} is already used as a canonical column")
+        table[name] = frame[renamed[name]]
+    return table
+
+
+def _describe_form(table: Mapping[str, pd.Series], columns: Mapping[str, str] | None, coding: str) -> str:
+    if columns:
+        return f"table mapped through `columns` ({dict(columns)}), {coding} codes"
+    if coding == "ibl":
+        return "IBL ALF trials table (choice -1 = right, +1 = left, 0 = no-go; feedbackType +/-1)"
+    return "psytrack_learning / Liu et al. preprocessed table (choice 0/1, 1 = right; reward 0/1)"
+
+
+def _contrast(table: Mapping[str, pd.Series], side: str, rows: np.ndarray) -> np.ndarray:
+    name = f"contrast{side}"
+    values = numeric(table[name], name, rows)
+    check_range(values, name, rows, 0.0, 1.0)
+    return np.nan_to_num(values, nan=0.0)  # IBL leaves the unused side NaN: no stimulus there
+
+
+def _trial_values(table: Mapping[str, pd.Series], stimulus_columns: Sequence[str],
+                  coding_request: Literal["auto", "ibl", "binary"]) -> tuple[dict[str, np.ndarray], str]:
+    """Parse the per-trial values (not the keys) into canonical codes; return them and the coding."""
+    rows = np.arange(len(table["choice"]))
+    reward_column = "feedbackType" if "feedbackType" in table else "reward"
+    choice_raw = numeric(table["choice"], "choice", rows)
+    reward_raw = numeric(table[reward_column], reward_column, rows)
+    coding = detect_coding(choice_raw, reward_raw, coding_request)
+    choice, nogo = map_choice(choice_raw, rows, coding)
+    reward = map_reward(reward_raw, rows, reward_column)
+    values = {"choice": choice, "reward": reward, "nogo": nogo.astype(float)}
+    covariates = {}
+    if "contrastLeft" in table or "contrastRight" in table:
+        require_columns(pd.DataFrame(columns=list(table)), ["contrastLeft", "contrastRight"])
+        covariates["contrastLeft"] = _contrast(table, "Left", rows)
+        covariates["contrastRight"] = _contrast(table, "Right", rows)
+    left = covariates.get("contrastLeft", np.zeros(len(rows)))
+    right = covariates.get("contrastRight", np.zeros(len(rows)))
+    if "probabilityLeft" in table:
+        covariates["probabilityLeft"] = numeric(table["probabilityLeft"], "probabilityLeft", rows)
+        check_range(covariates["probabilityLeft"], "probabilityLeft", rows, 0.0, 1.0)
+    for name in stimulus_columns:
+        covariates[name] = numeric(table[name], name, rows)
+        check_finite(covariates[name], name, rows)
+    if "answer" in table:
+        answer = map_answer(numeric(table["answer"], "answer", rows), rows)
+        reference = answer
+    else:
+        answer = derive_answer(choice, reward, left, right)
+        reference = np.where(left == right, np.nan, answer)
+    check_choice_sign(choice, reward, reference, rows, coding)
+    values["answer"] = answer
+    values.update({f"covariate:{k}": v for k, v in covariates.items()})
+    return values, coding
+
+
+def _animals(keys: pd.DataFrame, values: Mapping[str, np.ndarray]) -> tuple[AnimalTrials, ...]:
+    """Split the ordered trials by subject (in order of first appearance)."""
+    animals = []
+    for subject, block in keys.groupby("subject", sort=False):
+        idx = block.index.to_numpy()
+        if len(idx) < 2:
+            raise ValueError(f"column 'subject': subject {subject!r} has {len(idx)} trial(s) (rows "
+                             f"{block['row'].tolist()}); at least 2 are needed to learn anything")
+        session = np.unique(block["session"].to_numpy(), return_inverse=True)[1]
+        covariates = {k.split(":", 1)[1]: v[idx] for k, v in values.items() if k.startswith("covariate:")}
+        animals.append(AnimalTrials(str(subject), session, block["trial"].to_numpy(), values["choice"][idx],
+                                    values["reward"][idx], values["answer"][idx], covariates))
+    return tuple(animals)
+
+
+def load_trials(source: str | os.PathLike | pd.DataFrame, *, columns: Mapping[str, str] | None = None,
+                nogo: Literal["drop", "missing"] = "drop", stimulus_columns: Sequence[str] | None = None,
+                coding: Literal["auto", "ibl", "binary"] = "auto", default_subject: str = "animal0") -> TrialData:
+    """Load and validate a trial table.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or pandas.DataFrame
+        A CSV path, a Parquet path (``.parquet`` / ``.pq``) or a DataFrame (never modified).
+    columns : Mapping[str, str], optional
+        Canonical name -> the table's column name, for tables with other names. Canonical names:
+        ``subject, session, trial, choice, reward, feedbackType, answer, contrastLeft, contrastRight,
+        probabilityLeft``. Unmapped canonical names are looked up as they are.
+    nogo : {"drop", "missing"}
+        IBL no-go trials (choice 0): dropped (counted in ``TrialData.n_nogo_dropped`` and logged), or kept
+        with choice NaN (no likelihood term; the weights still evolve).
+    stimulus_columns : sequence of str, optional
+        Other numeric columns to keep as covariates (usable as features by name); must be finite.
+    coding : {"auto", "ibl", "binary"}
+        Choice code; ``"auto"`` reads IBL when any choice or feedback is -1 (see :func:`detect_coding`).
+    default_subject : str
+        Subject name when the table has no ``subject`` column (then all rows are one animal).
+
+    Returns
+    -------
+    TrialData
+        Animals in order of first appearance; choice and answer coded 1 = right, 0 = left; reward 0/1.
+
+    Raises
+    ------
+    ValueError
+        For any malformed table, naming the column, the 0-based source row and the value.
+
+    Notes
+    -----
+    Required: ``choice`` and ``feedbackType`` or ``reward`` (``feedbackType`` wins when both exist).
+    ``session`` is optional (one session), may hold any sortable values (numbers, ISO dates, strings that
+    spell numbers are sorted numerically) and is renumbered 0, 1, ... in sorted order per animal.
+    ``trial`` is optional (file order) and must increase within a session in file order, else an error.
+    ``contrastLeft``/``contrastRight`` must lie in [0, 1]; NaN (IBL's unused side) is stored as 0.
+    Without an ``answer`` column the correct side is the higher-contrast side, or on ties (zero contrast)
+    the choice if rewarded and the other side if not; no-go ties stay NaN. Rewarded trials whose choice
+    mostly contradicts the correct side raise an error: a flipped choice code.
+    """
+    if nogo not in ("drop", "missing"):
+        raise ValueError(f"nogo must be 'drop' or 'missing', not {nogo!r}")
+    frame = _read(source)
+    stimulus_columns = [str(c) for c in (stimulus_columns or ())]
+    if frame.shape[0] == 0:
+        raise ValueError(f"the trial table has no rows; columns present: {[str(c) for c in frame.columns]}")
+    table = _canonical(frame, columns, stimulus_columns)
+    require_columns(pd.DataFrame(columns=list(table)), ["choice", ("feedbackType", "reward")])
+    values, found = _trial_values(table, stimulus_columns, coding)
+    logger.info("load_trials: detected %s; %d rows", _describe_form(table, columns, found), frame.shape[0])
+    keys = order_trials(table, default_subject)
+    is_nogo = values["nogo"][keys["row"].to_numpy()] == 1.0
+    n_dropped = 0
+    if nogo == "drop" and is_nogo.any():
+        subjects = pd.unique(keys["subject"])
+        n_dropped = int(is_nogo.sum())
+        keys = keys[~is_nogo]
+        logger.info("load_trials: dropped %d no-go trials (choice 0)", n_dropped)
+        emptied = [str(s) for s in subjects if s not in set(keys["subject"])]
+        if emptied:
+            raise ValueError(f"column 'choice': subject(s) {emptied} have only no-go trials (choice 0); "
+                             "nothing is left after dropping them")
+    rows = keys["row"].to_numpy()
+    ordered = {k: v[rows] for k, v in values.items()}
+    return TrialData(_animals(keys.reset_index(drop=True), ordered), found, n_dropped)
