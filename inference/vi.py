@@ -183,6 +183,21 @@ def _bernoulli_terms(data: CohortTensors, mean: Tensor, cov: Tensor, n_points: i
             torch.where(live, -2 * dvar, zero))
 
 
+def _exact_gradient(rule: LearningRule | None, hyper: Hyper, data: CohortTensors, mean: Tensor, cov: Tensor,
+                    cross: Tensor, slope: Tensor) -> Tensor:
+    """Gradient of the ELBO in the mean, including the dependence of the linearization on the mean.
+
+    With it the fixed point is a stationary point of the ELBO, so the envelope gradient in theta is exact.
+    """
+    with torch.enable_grad():
+        m = mean.detach().requires_grad_(True)
+        lin = linearize(rule, hyper, data, m)
+        zero = m.new_zeros(m.shape[0])
+        value = elbo(hyper, data, m, cov, cross, zero, lin, likelihood=zero).sum()
+        grad = torch.autograd.grad(value, m)[0]
+    return (grad + slope.unsqueeze(-1) * data.features) * data.valid.unsqueeze(-1)
+
+
 @torch.no_grad()
 def update_posterior(rule: LearningRule | None, hyper: Hyper, data: CohortTensors, start: Posterior | None = None,
                      *, max_iter: int = 50, tol: float = 1e-10, n_points: int = 32) -> Posterior:
@@ -225,13 +240,18 @@ def update_posterior(rule: LearningRule | None, hyper: Hyper, data: CohortTensor
         mean, cov = start.mean, start.cov
     lin = linearize(rule, hyper, data, mean)
     lik, slope, curvature = _bernoulli_terms(data, mean, cov, n_points)
+    cross = cov[:, 1:] * 0 if start is None else start.cross
     if start is not None:
         best = elbo(hyper, data, mean, cov, start.cross, start.logdet, lin, likelihood=lik).sum()
     n_iter = 0
     while n_iter < max_iter:
         n_iter += 1
         fac = factor(_precision(hyper, data, lin, curvature))
-        step = fac.solve(_gradient(hyper, data, mean, lin, slope))
+        if lin.amat is None:
+            grad = _gradient(hyper, data, mean, lin, slope)
+        else:
+            grad = _exact_gradient(rule, hyper, data, mean, cov, cross, slope)
+        step = fac.solve(grad)
         new_cov, cross = fac.selected_inverse()
         logdet = fac.logdet()
         for _ in range(8):  # damping: halve the mean step until the ELBO does not drop

@@ -77,9 +77,12 @@ def expected_log_likelihood(mean: Tensor, var: Tensor, choice: Tensor, *, n_poin
         The expectation, ``dE/dm`` and ``dE/dv`` (``dE/dv <= 0``: the log-likelihood is concave).
     """
     nodes, weights = gauss_hermite(n_points, dtype=mean.dtype)
-    z = mean.unsqueeze(-1) + var.clamp_min(0).sqrt().unsqueeze(-1) * nodes
-    prob = torch.sigmoid(z)
-    e_softplus = (F.softplus(z) * weights).sum(-1)
-    e_prob = (prob * weights).sum(-1)
-    e_curv = (prob * (1 - prob) * weights).sum(-1)
+    sd = var.clamp_min(0).sqrt()
+    e_softplus, e_prob, e_curv = (torch.zeros_like(mean + sd) for _ in range(3))
+    for node, weight in zip(nodes.tolist(), weights.tolist(), strict=True):  # one node at a time: O(n) memory
+        z = mean + sd * node
+        prob = torch.sigmoid(z)
+        e_softplus += weight * F.softplus(z)
+        e_prob += weight * prob
+        e_curv += weight * prob * (1 - prob)
     return choice * mean - e_softplus, choice - e_prob, -0.5 * e_curv

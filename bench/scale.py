@@ -1,0 +1,88 @@
+"""Scale of the random-walk fit: 10^4, 10^5, 10^6 trials (the largest: 50 animals x 20,000 trials).
+
+Each size runs in a fresh subprocess so its peak resident memory (``ru_maxrss``) is its own. Prints a table and
+writes bench/results/scale.md and .csv.
+"""
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+RESULTS = Path(__file__).with_name("results")
+SIZES = [(5, 2000), (5, 20000), (50, 20000)]
+
+
+def simulate(n_animals, n_trials, seed=0):
+    """Random-walk agents on a 2AFC task (features bias, stimulus), 100 sessions each."""
+    from learnrules.models.inputs import CohortTensors
+
+    rng = np.random.default_rng(seed)
+    x = np.stack([np.ones((n_animals, n_trials)), rng.choice([-1, -0.5, -0.25, 0, 0.25, 0.5, 1],
+                                                             (n_animals, n_trials))], -1)
+    sigma = np.array([0.03, 0.01])
+    w = np.cumsum(rng.normal(0, sigma, (n_animals, n_trials, 2)), 1) + np.array([0.0, 1.0])
+    y = (rng.random((n_animals, n_trials)) < 1 / (1 + np.exp(-(w * x).sum(-1)))).astype(float)
+    start = np.zeros((n_animals, n_trials), dtype=bool)
+    start[:, ::max(n_trials // 100, 1)] = True
+    return CohortTensors(torch.as_tensor(x), torch.as_tensor(y), torch.as_tensor(y), torch.ones(y.shape, dtype=bool),
+                         torch.ones(y.shape, dtype=bool), torch.as_tensor(start), torch.full((n_animals,), n_trials),
+                         ("bias", "stimulus"), tuple(f"a{i}" for i in range(n_animals))), w, sigma
+
+
+def one(n_animals, n_trials):
+    from learnrules.inference.fit import FitConfig, fit
+
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    data, w, sigma = simulate(n_animals, n_trials)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    res = fit(data, config=FitConfig())
+    elapsed = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    corr = np.mean([np.corrcoef(res.weights_mean[a, :, 1], w[a, :, 1])[0, 1] for a in range(n_animals)])
+    print(json.dumps({"animals": n_animals, "trials_per_animal": n_trials, "total_trials": n_animals * n_trials,
+                      "fit_s": elapsed, "steps": res.n_steps, "converged": res.converged,
+                      "s_per_step_per_1e5_trials": elapsed / max(res.n_steps, 1) / (n_animals * n_trials / 1e5),
+                      "peak_rss_mb": peak, "rss_before_fit_mb": base,
+                      "sigma_bias": float(res.sigma[0]), "sigma_stimulus": float(res.sigma[1]),
+                      "true_sigma_bias": sigma[0], "true_sigma_stimulus": sigma[1],
+                      "corr_stimulus_weight": float(corr)}))
+
+
+def markdown(frame):
+    def cell(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+    head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    return "\n".join([head, rule, *("| " + " | ".join(cell(v) for v in row) + " |" for row in frame.values)])
+
+
+def main():
+    rows = []
+    for n_animals, n_trials in SIZES:
+        out = subprocess.run([sys.executable, __file__, "--one", str(n_animals), str(n_trials)],
+                             capture_output=True, text=True, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    RESULTS.mkdir(exist_ok=True)
+    table.to_csv(RESULTS / "scale.csv", index=False)
+    text = ("# Scale of the random-walk fit (sigma learned, Laplace for sigma; torch 1 thread, shared 2 cores)\n\n"
+            "Target: 10^6 trials under 2 GB peak RSS, time linear in trials.\n\n" + markdown(table) + "\n")
+    (RESULTS / "scale.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--one":
+        one(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        main()
