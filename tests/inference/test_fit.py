@@ -90,7 +90,24 @@ def test_laplace_mode_matches_dense_newton(rule):
         grad = torch.autograd.grad(value, w, create_graph=True)[0].reshape(-1)
         hess = torch.stack([torch.autograd.grad(g, w, retain_graph=True)[0].reshape(-1) for g in grad])
         w = (w.detach().reshape(-1) - torch.linalg.solve(hess, grad.detach())).reshape(w.shape).requires_grad_(True)
-    assert torch.allclose(mode, w.detach(), atol=1e-7)
+    if rule is None:
+        assert torch.allclose(mode, w.detach(), atol=1e-7)
+    else:  # the drift's Jacobian enters E_q of the dynamics: the VI mean is near, not at, the MAP
+        assert torch.allclose(mode, w.detach(), atol=1e-2)
+
+
+def test_posterior_mean_is_a_stationary_point_of_the_elbo_for_a_nonlinear_rule():
+    from learnrules.inference.vi import elbo, expected_likelihood, linearize
+
+    rule = helpers.LocalReinforce()
+    data = small_cohort(rule, n_trials=30)
+    hyper = Theta(rule, data, FitConfig(dynamics=DynamicsConfig(sigma=0.3, sigma_init=2.0))).hyper().detach()
+    post = update_posterior(rule, hyper, data, tol=1e-15)
+    m = post.mean.clone().requires_grad_(True)
+    lik = expected_likelihood(data, m, post.cov)
+    value = elbo(hyper, data, m, post.cov, post.cross, post.logdet, linearize(rule, hyper, data, m), likelihood=lik)
+    grad = torch.autograd.grad(value.sum(), m)[0]
+    assert grad.abs().max() < 1e-5
 
 
 def test_weights_match_psytrack_map_on_a_subset():
