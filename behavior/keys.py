@@ -39,19 +39,23 @@ def _sessions(table: Mapping[str, pd.Series], n: int) -> tuple[np.ndarray, np.nd
     bad = np.flatnonzero(_missing(raw))
     if len(bad):
         raise bad_value("session", int(bad[0]), raw[bad[0]], "is missing")
-    values: object = series
-    if not pd.api.types.is_numeric_dtype(series.dtype):
+    numbers = series if pd.api.types.is_numeric_dtype(series.dtype) else None
+    if numbers is None:
         try:  # strings that all spell numbers sort as numbers ("10" after "9")
             as_number = pd.to_numeric(series, errors="coerce")
-            if not as_number.isna().any():
-                values = as_number
+            numbers = None if as_number.isna().any() else as_number
         except (TypeError, ValueError):
-            pass
-    try:
-        codes, _ = pd.factorize(values, sort=True)
-    except (TypeError, ValueError) as err:
+            numbers = None
+    if numbers is not None:
+        codes = np.unique(numbers.to_numpy(dtype=np.float64), return_inverse=True)[1]
+        return codes.astype(np.int64), raw
+    try:  # sorted() rather than pandas, which silently leaves mixed types unsorted
+        ordered = sorted(pd.unique(raw))
+    except TypeError as err:
         raise ValueError(f"column 'session': values cannot be sorted ({err}); use one type, e.g. numbers or "
                          f"ISO dates (first values {raw[:3].tolist()})") from None
+    lookup = {value: code for code, value in enumerate(ordered)}
+    codes = np.array([lookup[value] for value in raw], dtype=np.int64)
     return codes.astype(np.int64), raw
 
 

@@ -26,6 +26,8 @@ __all__ = [
 
 def bad_value(column: str, row: int, value: object, problem: str) -> ValueError:
     """Return (not raise) the standard error for one bad cell."""
+    if isinstance(value, np.generic):
+        value = value.item()  # show 1.5, not np.float64(1.5)
     return ValueError(f"column {column!r}, row {row}: value {value!r} {problem}")
 
 
