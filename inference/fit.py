@@ -62,6 +62,8 @@ class FitConfig:
         Gauss-Newton iterations and relative tolerance of the posterior update.
     gh_points : int
         Gauss-Hermite nodes.
+    animal_chunk : int or None
+        Update the posteriors of this many animals at a time (bounds memory; None = all at once).
     band_level : float
         Mass of the credible bands and intervals.
     param_posterior : {"laplace", "none"}
@@ -82,6 +84,7 @@ class FitConfig:
     inner_max_iter: int = 50
     inner_tol: float = 1e-8
     gh_points: int = 20
+    animal_chunk: int | None = 10
     band_level: float = 0.9
     param_posterior: Literal["laplace", "none"] = "laplace"
     log_every: int = 10
@@ -102,7 +105,7 @@ class _Objective:
         hyper = self.theta.hyper()
         try:
             post = update_posterior(self.rule, hyper, self.data, self.post, max_iter=cfg.inner_max_iter,
-                                    tol=cfg.inner_tol, n_points=cfg.gh_points)
+                                    tol=cfg.inner_tol, n_points=cfg.gh_points, chunk=cfg.animal_chunk)
         except (torch.linalg.LinAlgError, RuntimeError) as err:
             raise FloatingPointError(self._message(f"the posterior update failed ({err})")) from err
         lin = linearize(self.rule, hyper, self.data, post.mean)
@@ -142,7 +145,7 @@ def _optimizer(theta: Theta, config: FitConfig) -> torch.optim.Optimizer | None:
     if not leaves:
         return None
     if config.optimizer == "lbfgs":
-        return torch.optim.LBFGS(leaves, lr=config.lr, max_iter=1, history_size=20,
+        return torch.optim.LBFGS(leaves, lr=config.lr, max_iter=1, max_eval=25, history_size=20,
                                  line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
     return torch.optim.Adam(leaves, lr=config.lr)
 

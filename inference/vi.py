@@ -198,9 +198,41 @@ def _exact_gradient(rule: LearningRule | None, hyper: Hyper, data: CohortTensors
     return (grad + slope.unsqueeze(-1) * data.features) * data.valid.unsqueeze(-1)
 
 
+def _slice(post: Posterior | None, idx: slice) -> Posterior | None:
+    if post is None:
+        return None
+    return Posterior(post.mean[idx], post.cov[idx], post.cross[idx], post.logdet[idx], post.elbo[idx],
+                     post.likelihood[idx], post.n_iter)
+
+
 @torch.no_grad()
 def update_posterior(rule: LearningRule | None, hyper: Hyper, data: CohortTensors, start: Posterior | None = None,
-                     *, max_iter: int = 50, tol: float = 1e-10, n_points: int = 32) -> Posterior:
+                     *, max_iter: int = 50, tol: float = 1e-10, n_points: int = 32,
+                     chunk: int | None = None) -> Posterior:
+    """Optimize ``q`` for fixed hyperparameters, ``chunk`` animals at a time (bounds the working memory).
+
+    See :func:`_update_chunk` for the method; parameters are the same, and ``chunk=None`` does all at once.
+    """
+    n = data.n_animals
+    if chunk is None or chunk >= n:
+        return _update_chunk(rule, hyper, data, start, max_iter=max_iter, tol=tol, n_points=n_points)
+    parts = []
+    for lo in range(0, n, chunk):
+        idx = slice(lo, min(lo + chunk, n))
+        sub = CohortTensors(data.features[idx], data.choice[idx], data.reward[idx], data.observed[idx],
+                            data.valid[idx], data.session_start[idx], data.lengths[idx], data.feature_names,
+                            data.subjects[idx])
+        sub_hyper = Hyper(hyper.sigma, hyper.sigma_session, hyper.sigma_init, hyper.init_mean[idx], hyper.params)
+        parts.append(_update_chunk(rule, sub_hyper, sub, _slice(start, idx), max_iter=max_iter, tol=tol,
+                                   n_points=n_points))
+    fields = [torch.cat([getattr(p, name) for p in parts]) for name in
+              ("mean", "cov", "cross", "logdet", "elbo", "likelihood")]
+    return Posterior(*fields, max(p.n_iter for p in parts))
+
+
+@torch.no_grad()
+def _update_chunk(rule: LearningRule | None, hyper: Hyper, data: CohortTensors, start: Posterior | None = None,
+                  *, max_iter: int = 50, tol: float = 1e-10, n_points: int = 32) -> Posterior:
     """Optimize ``q`` for fixed hyperparameters by damped Gauss-Newton / natural-gradient steps.
 
     Parameters

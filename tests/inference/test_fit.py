@@ -171,3 +171,14 @@ def test_missing_choices_have_no_likelihood_and_no_update():
     np.testing.assert_allclose(ra.weights_mean, rb.weights_mean, atol=1e-8)
     full = fit(data, config=config)
     assert np.all(ra.weights_sd[:, 15] > full.weights_sd[:, 15])  # no data there: wider band
+
+
+def test_chunked_posterior_update_matches_all_at_once():
+    rule = helpers.LocalReinforce()
+    data = small_cohort(rule, n_trials=40, n_animals=3)
+    hyper = Theta(rule, data, FitConfig()).hyper().detach()
+    whole = update_posterior(rule, hyper, data, tol=1e-14)
+    parts = update_posterior(rule, hyper, data, tol=1e-14, chunk=2)
+    assert torch.allclose(whole.mean, parts.mean, atol=1e-6)
+    assert torch.allclose(whole.cov, parts.cov, atol=1e-6)
+    assert torch.allclose(whole.elbo, parts.elbo, atol=1e-6)
