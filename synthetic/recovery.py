@@ -149,8 +149,8 @@ def visited_states(cohort: SimulatedCohort, *, max_states: int | None = 20_000, 
     """
     dtype = torch.get_default_dtype()
     a, t, k = cohort.weights.shape
-    choice = torch.as_tensor(cohort.table["choice"].to_numpy().reshape(a, t), dtype=dtype)
-    reward = torch.as_tensor(cohort.table["reward"].to_numpy().reshape(a, t), dtype=dtype)
+    choice = torch.as_tensor(np.array(cohort.table["choice"], dtype=float).reshape(a, t), dtype=dtype)
+    reward = torch.as_tensor(np.array(cohort.table["reward"], dtype=float).reshape(a, t), dtype=dtype)
     x = torch.as_tensor(cohort.features, dtype=dtype)
     params = coerce_params(cohort.rule, cohort.params, k)
     context = cohort.rule.contexts(params, x, choice, reward) if not cohort.rule.markov else None

@@ -1,0 +1,47 @@
+"""The IBL-like task: contrasts, sides, sessions, biased blocks."""
+
+import numpy as np
+import pytest
+
+from learnrules.synthetic import IBLTask
+
+
+def test_unbiased_task_trials():
+    task = IBLTask(session_length=100)
+    tr = task.generate(1050, np.random.default_rng(0))
+    assert set(np.unique(tr.contrast_left + tr.contrast_right)) <= set(task.contrasts)
+    assert ((tr.contrast_left == 0) | (tr.contrast_right == 0)).all()
+    assert (tr.contrast_right[tr.answer == 0] == 0).all() and (tr.contrast_left[tr.answer == 1] == 0).all()
+    assert (tr.probability_left == 0.5).all()
+    assert tr.session.max() == 10 and (tr.trial[tr.session == 10] == np.arange(50)).all()
+    assert 0.45 < tr.answer.mean() < 0.55
+    np.testing.assert_array_equal(tr.signed_contrast, tr.contrast_right - tr.contrast_left)
+
+
+def test_biased_blocks():
+    task = IBLTask(session_length=2000, biased_blocks=True)
+    tr = task.generate(8000, np.random.default_rng(1))
+    for s in range(4):
+        prior = tr.probability_left[tr.session == s]
+        assert (prior[:90] == 0.5).all()
+        assert set(np.unique(prior[90:])) == {0.2, 0.8}
+        changes = np.flatnonzero(np.diff(prior[90:])) + 1
+        lengths = np.diff(np.concatenate([[0], changes]))
+        assert lengths.min() >= 20 and lengths.max() <= 100
+        assert 40 < lengths.mean() < 80
+    for level in (0.2, 0.8):
+        left = 1 - tr.answer[tr.probability_left == level]
+        assert abs(left.mean() - level) < 0.03
+
+
+def test_task_is_reproducible_and_validated():
+    task = IBLTask(biased_blocks=True)
+    a, b = task.generate(700, np.random.default_rng(5)), task.generate(700, np.random.default_rng(5))
+    np.testing.assert_array_equal(a.contrast_left, b.contrast_left)
+    np.testing.assert_array_equal(a.probability_left, b.probability_left)
+    c = task.generate(700, np.random.default_rng(6))
+    assert not np.array_equal(a.answer, c.answer)
+    with pytest.raises(ValueError, match="contrasts"):
+        IBLTask(contrasts=(0.0, 2.0))
+    with pytest.raises(ValueError, match="session_length"):
+        IBLTask(session_length=0)
