@@ -21,7 +21,15 @@ import numpy as np
 
 from learnrules.behavior.validate import bad_value, check_codes, check_not_nan
 
-__all__ = ["detect_coding", "map_choice", "map_reward", "map_answer", "derive_answer", "check_choice_sign"]
+__all__ = [
+    "detect_coding",
+    "map_choice",
+    "map_reward",
+    "map_answer",
+    "derive_answer",
+    "looks_flipped",
+    "check_choice_sign",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +104,12 @@ def derive_answer(choice: np.ndarray, reward: np.ndarray, left: np.ndarray, righ
     return answer
 
 
+def looks_flipped(choice: np.ndarray, reward: np.ndarray, reference: np.ndarray) -> bool:
+    """Return True when most rewarded trials with a known correct side chose the other side."""
+    usable = (reward == 1.0) & ~np.isnan(choice) & ~np.isnan(reference)
+    return bool(2 * (usable & (choice != reference)).sum() > usable.sum())
+
+
 def check_choice_sign(choice: np.ndarray, reward: np.ndarray, reference: np.ndarray, rows: np.ndarray,
                       coding: Coding) -> None:
     """Raise when most rewarded trials chose the side opposite to the correct side: a flipped choice code.
@@ -103,13 +117,12 @@ def check_choice_sign(choice: np.ndarray, reward: np.ndarray, reference: np.ndar
     ``reference`` is the correct side known independently of feedback (the answer column, or the side with
     the higher contrast), NaN where unknown. Getting the sign wrong silently flips every stimulus weight.
     """
-    usable = (reward == 1.0) & ~np.isnan(choice) & ~np.isnan(reference)
-    if not usable.any():
+    if not looks_flipped(choice, reward, reference):
         return
+    usable = (reward == 1.0) & ~np.isnan(choice) & ~np.isnan(reference)
     wrong = usable & (choice != reference)
-    if wrong.sum() * 2 > usable.sum():
-        first = np.flatnonzero(wrong)[0]
-        convention = "IBL: -1 = right, +1 = left" if coding == "ibl" else "binary: 1 = right, 0 = left"
-        raise bad_value("choice", int(rows[first]), "right" if choice[first] == 1 else "left",
-                        f"contradicts the correct side on a rewarded trial ({int(wrong.sum())} of "
-                        f"{int(usable.sum())} rewarded trials do): the choice code looks flipped ({convention})")
+    first = np.flatnonzero(wrong)[0]
+    convention = "IBL: -1 = right, +1 = left" if coding == "ibl" else "binary: 1 = right, 0 = left"
+    raise bad_value("choice", int(rows[first]), "right" if choice[first] == 1 else "left",
+                    f"contradicts the correct side on a rewarded trial ({int(wrong.sum())} of "
+                    f"{int(usable.sum())} rewarded trials do): the choice code looks flipped ({convention})")

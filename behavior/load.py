@@ -12,9 +12,11 @@ import numpy as np
 import pandas as pd
 
 from learnrules.behavior.codes import (
+    Coding,
     check_choice_sign,
     derive_answer,
     detect_coding,
+    looks_flipped,
     map_answer,
     map_choice,
     map_reward,
@@ -95,38 +97,61 @@ def _contrast(table: Mapping[str, pd.Series], side: str, rows: np.ndarray) -> np
     return np.nan_to_num(values, nan=0.0)  # IBL leaves the unused side NaN: no stimulus there
 
 
-def _trial_values(table: Mapping[str, pd.Series], stimulus_columns: Sequence[str],
-                  coding_request: Literal["auto", "ibl", "binary"]) -> tuple[dict[str, np.ndarray], str]:
-    """Parse the per-trial values (not the keys) into canonical codes; return them and the coding."""
-    rows = np.arange(len(table["choice"]))
-    reward_column = "feedbackType" if "feedbackType" in table else "reward"
-    choice_raw = numeric(table["choice"], "choice", rows)
-    reward_raw = numeric(table[reward_column], reward_column, rows)
-    coding = detect_coding(choice_raw, reward_raw, coding_request)
-    choice, nogo = map_choice(choice_raw, rows, coding)
-    reward = map_reward(reward_raw, rows, reward_column)
-    values = {"choice": choice, "reward": reward, "nogo": nogo.astype(float)}
+def _covariates(table: Mapping[str, pd.Series], stimulus_columns: Sequence[str],
+                rows: np.ndarray) -> dict[str, np.ndarray]:
     covariates = {}
     if "contrastLeft" in table or "contrastRight" in table:
         require_columns(pd.DataFrame(columns=list(table)), ["contrastLeft", "contrastRight"])
         covariates["contrastLeft"] = _contrast(table, "Left", rows)
         covariates["contrastRight"] = _contrast(table, "Right", rows)
-    left = covariates.get("contrastLeft", np.zeros(len(rows)))
-    right = covariates.get("contrastRight", np.zeros(len(rows)))
     if "probabilityLeft" in table:
         covariates["probabilityLeft"] = numeric(table["probabilityLeft"], "probabilityLeft", rows)
         check_range(covariates["probabilityLeft"], "probabilityLeft", rows, 0.0, 1.0)
     for name in stimulus_columns:
         covariates[name] = numeric(table[name], name, rows)
         check_finite(covariates[name], name, rows)
-    if "answer" in table:
-        answer = map_answer(numeric(table["answer"], "answer", rows), rows)
+    return covariates
+
+
+def _decode(raw: Mapping[str, np.ndarray], rows: np.ndarray, coding: Coding,
+            reward_column: str) -> dict[str, np.ndarray]:
+    """Map the raw codes under one coding; ``reference`` is the correct side known without feedback."""
+    choice, nogo = map_choice(raw["choice"], rows, coding)
+    reward = map_reward(raw["reward"], rows, reward_column)
+    left, right = raw["contrastLeft"], raw["contrastRight"]
+    if "answer" in raw:
+        answer = map_answer(raw["answer"], rows)
         reference = answer
     else:
         answer = derive_answer(choice, reward, left, right)
         reference = np.where(left == right, np.nan, answer)
-    check_choice_sign(choice, reward, reference, rows, coding)
-    values["answer"] = answer
+    return {"choice": choice, "reward": reward, "nogo": nogo.astype(float), "answer": answer,
+            "reference": reference}
+
+
+def _trial_values(table: Mapping[str, pd.Series], stimulus_columns: Sequence[str],
+                  coding_request: Literal["auto", "ibl", "binary"]) -> tuple[dict[str, np.ndarray], Coding]:
+    """Parse the per-trial values (not the keys) into canonical codes; return them and the coding."""
+    rows = np.arange(len(table["choice"]))
+    reward_column = "feedbackType" if "feedbackType" in table else "reward"
+    raw = {"choice": numeric(table["choice"], "choice", rows),
+           "reward": numeric(table[reward_column], reward_column, rows)}
+    if "answer" in table:
+        raw["answer"] = numeric(table["answer"], "answer", rows)
+    covariates = _covariates(table, stimulus_columns, rows)
+    raw["contrastLeft"] = covariates.get("contrastLeft", np.zeros(len(rows)))
+    raw["contrastRight"] = covariates.get("contrastRight", np.zeros(len(rows)))
+    coding = detect_coding(raw["choice"], raw["reward"], coding_request)
+    values = _decode(raw, rows, coding, reward_column)
+    unrewarded_zero = not np.any((raw["choice"] == 0) & (values["reward"] == 1))
+    if coding_request == "auto" and coding == "binary" and unrewarded_zero and \
+            looks_flipped(values["choice"], values["reward"], values["reference"]):
+        ibl = _decode(raw, rows, "ibl", reward_column)  # same codes are valid IBL codes (no -1 anywhere)
+        if not looks_flipped(ibl["choice"], ibl["reward"], ibl["reference"]):
+            logger.info("choice coding: IBL after all (no -1 codes, but only IBL's +1 = left makes rewarded "
+                        "choices match the correct side, and no choice-0 trial was rewarded)")
+            coding, values = "ibl", ibl
+    check_choice_sign(values["choice"], values["reward"], values.pop("reference"), rows, coding)
     values.update({f"covariate:{k}": v for k, v in covariates.items()})
     return values, coding
 
@@ -177,7 +202,9 @@ def load_trials(source: str | os.PathLike | pd.DataFrame, *, columns: Mapping[st
     Raises
     ------
     ValueError
-        For any malformed table, naming the column, the 0-based source row and the value.
+        For any malformed table, naming the column, the source row (0-based position, not the index
+        label) and the value. A missing file raises ``FileNotFoundError``, a source of another type
+        ``TypeError``.
 
     Notes
     -----

@@ -8,9 +8,10 @@ psytrack (Roy et al., Neuron 2021) stores one animal as a dict: ``y`` (choices, 
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -130,15 +131,17 @@ def load_psytrack_rat() -> TrialData:
     ImportError
         When psytrack is not installed.
     """
-    try:
-        files = importlib.resources.files("psytrack")
-    except ModuleNotFoundError:
+    spec = importlib.util.find_spec("psytrack")  # locate the wheel without importing it (slow, noisy)
+    if spec is None or not spec.submodule_search_locations:
         raise ImportError("the rat dataset ships with psytrack: pip install learnrules[test] "
-                          "or pip install psytrack") from None
-    with importlib.resources.as_file(files / "examples" / "sampleRatData.npz") as path:
-        # psytrack's own file stores one dict as a 0-d object array, hence allow_pickle.
-        with np.load(path, allow_pickle=True) as archive:
-            D = archive["D"].item()
+                          "or pip install psytrack")
+    path = Path(next(iter(spec.submodule_search_locations))) / "examples" / "sampleRatData.npz"
+    if not path.is_file():
+        raise ImportError(f"the installed psytrack has no {path.name} (looked in {path.parent}); "
+                          "pip install psytrack>=2.0")
+    # psytrack's own file stores one dict as a 0-d object array, hence allow_pickle.
+    with np.load(path, allow_pickle=True) as archive:
+        D = archive["D"].item()
     data = from_psytrack(D)
     logger.info("load_psytrack_rat: %d trials, %d sessions", data.n_trials, data.animals[0].n_sessions)
     return data

@@ -244,3 +244,40 @@ def test_from_psytrack_zero_one_codes():
 def test_from_psytrack_errors(D, key):
     with pytest.raises(ValueError, match=key):
         from_psytrack(D)
+
+
+def test_rat_loader_without_psytrack(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ImportError, match=r"pip install learnrules\[test\]"):
+        load_psytrack_rat()
+
+
+def test_rows_are_positions_not_index_labels():
+    frame = ibl_frame()
+    frame.index = [70, 60, 50, 40, 30, 20, 10, 0]
+    bad = frame.assign(contrastLeft=[np.nan, 0.25, 0.0, np.nan, 1.0, np.nan, 2.0, 0.0])
+    with pytest.raises(ValueError, match=r"column 'contrastLeft', row 6: value 2.0"):
+        load_trials(bad)
+    pd.testing.assert_frame_equal(load_trials(frame).to_frame(), load_trials(ibl_frame()).to_frame())
+
+
+def test_ambiguous_all_left_ibl_table_is_read_as_ibl():
+    # Only +1 choices, all rewarded, left contrast: no -1 anywhere, yet only the IBL reading is consistent.
+    frame = pd.DataFrame({"contrastLeft": [0.5, 1.0, 0.25], "contrastRight": [np.nan] * 3,
+                          "choice": [1, 1, 1], "feedbackType": [1, 1, 1]})
+    data = load_trials(frame)
+    assert data.choice_coding == "ibl"
+    np.testing.assert_array_equal(data.animals[0].choice, [0, 0, 0])
+    with pytest.raises(ValueError, match="'choice'.*flipped"):
+        load_trials(frame, coding="binary")
+
+
+def test_flipped_binary_table_is_not_rescued_as_ibl():
+    # The user's 1 = left: rewarded choice-0 trials rule out IBL's no-go reading, so this is an error.
+    frame = pd.DataFrame({"contrastLeft": [0.5, 0.0, 1.0, 0.0], "contrastRight": [0.0, 0.5, 0.0, 1.0],
+                          "choice": [1, 0, 1, 0], "reward": [1, 1, 1, 1]})
+    with pytest.raises(ValueError, match=r"column 'choice', row 0: .*flipped \(binary"):
+        load_trials(frame)
+    assert load_trials(frame, coding="ibl").n_nogo_dropped == 2
