@@ -171,6 +171,21 @@ def _animals(keys: pd.DataFrame, values: Mapping[str, np.ndarray]) -> tuple[Anim
     return tuple(animals)
 
 
+def _handle_nogo(keys: pd.DataFrame, is_nogo: np.ndarray, nogo: str) -> tuple[pd.DataFrame, int]:
+    """Drop no-go rows (``nogo="drop"``) and return the kept keys with the number dropped."""
+    dropped = is_nogo[keys["row"].to_numpy()] == 1.0
+    if nogo != "drop" or not dropped.any():
+        return keys, 0
+    subjects = pd.unique(keys["subject"])
+    kept = keys[~dropped]
+    logger.info("load_trials: dropped %d no-go trials (choice 0)", int(dropped.sum()))
+    emptied = [str(s) for s in subjects if s not in set(kept["subject"])]
+    if emptied:
+        raise ValueError(f"column 'choice': subject(s) {emptied} have only no-go trials (choice 0); "
+                         "nothing is left after dropping them")
+    return kept, int(dropped.sum())
+
+
 def load_trials(source: str | os.PathLike | pd.DataFrame, *, columns: Mapping[str, str] | None = None,
                 nogo: Literal["drop", "missing"] = "drop", stimulus_columns: Sequence[str] | None = None,
                 coding: Literal["auto", "ibl", "binary"] = "auto", default_subject: str = "animal0") -> TrialData:
@@ -227,18 +242,7 @@ def load_trials(source: str | os.PathLike | pd.DataFrame, *, columns: Mapping[st
     require_columns(pd.DataFrame(columns=list(table)), ["choice", ("feedbackType", "reward")])
     values, found = _trial_values(table, stimulus_columns, coding)
     logger.info("load_trials: detected %s; %d rows", _describe_form(table, columns, found), frame.shape[0])
-    keys = order_trials(table, default_subject)
-    is_nogo = values["nogo"][keys["row"].to_numpy()] == 1.0
-    n_dropped = 0
-    if nogo == "drop" and is_nogo.any():
-        subjects = pd.unique(keys["subject"])
-        n_dropped = int(is_nogo.sum())
-        keys = keys[~is_nogo]
-        logger.info("load_trials: dropped %d no-go trials (choice 0)", n_dropped)
-        emptied = [str(s) for s in subjects if s not in set(keys["subject"])]
-        if emptied:
-            raise ValueError(f"column 'choice': subject(s) {emptied} have only no-go trials (choice 0); "
-                             "nothing is left after dropping them")
+    keys, n_dropped = _handle_nogo(order_trials(table, default_subject), values["nogo"], nogo)
     rows = keys["row"].to_numpy()
     ordered = {k: v[rows] for k, v in values.items()}
     return TrialData(_animals(keys.reset_index(drop=True), ordered), found, n_dropped)

@@ -57,6 +57,22 @@ def _sessions(D: Mapping, n: int) -> np.ndarray:
     return np.repeat(np.arange(len(days)), days)
 
 
+def _inputs(D: Mapping, n: int) -> dict[str, np.ndarray]:
+    """Column 0 (the current trial) of every input, by name."""
+    covariates = {}
+    for key, values in dict(D.get("inputs", {})).items():
+        try:
+            column = np.asarray(values, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"psytrack dict: input {key!r} is not numeric") from None
+        column = column[:, 0] if column.ndim == 2 and column.shape[1] else column
+        if column.shape != (n,):
+            raise ValueError(f"psytrack dict: input {key!r} has shape {np.shape(values)}, expected ({n}, M)")
+        check_finite(column, str(key), np.arange(n))
+        covariates[str(key)] = column
+    return covariates
+
+
 def from_psytrack(D: Mapping, *, subject: str | None = None) -> TrialData:
     """Convert psytrack's dict format into a TrialData with one animal.
 
@@ -101,15 +117,11 @@ def from_psytrack(D: Mapping, *, subject: str | None = None) -> TrialData:
         first = int(np.flatnonzero(np.isnan(choice) | np.isnan(reward))[0])
         raise bad_value(key, first, float("nan"), "is missing")
     if "missing_trials" in D:
-        choice = np.where(np.asarray(D["missing_trials"], dtype=bool).reshape(n), np.nan, choice)
-    covariates = {}
-    for key, values in dict(D.get("inputs", {})).items():
-        column = np.asarray(values, dtype=float)
-        column = column[:, 0] if column.ndim == 2 else column
-        if column.shape != (n,):
-            raise ValueError(f"psytrack dict: input {key!r} has shape {np.shape(values)}, expected ({n}, M)")
-        check_finite(column, str(key), rows)
-        covariates[str(key)] = column
+        missing = np.asarray(D["missing_trials"], dtype=bool)
+        if missing.shape != (n,):
+            raise ValueError(f"psytrack dict: key 'missing_trials' has shape {missing.shape}, expected ({n},)")
+        choice = np.where(missing, np.nan, choice)
+    covariates = _inputs(D, n)
     answer = np.full(n, np.nan) if answer is None else answer
     check_choice_sign(choice, reward, answer, rows, "binary")
     name = subject if subject is not None else str(D.get("name", "psytrack"))

@@ -240,6 +240,11 @@ def test_from_psytrack_zero_one_codes():
     ({"y": [1, 2, 2]}, "'correct'"),
     ({"answer": [1, 2]}, "'y'"),
     ({"y": [1, 2], "correct": [1, 0], "inputs": {"s1": np.ones((3, 2))}}, "'s1'"),
+    ({"y": [1, 2], "correct": [1, 0], "inputs": {"s1": np.ones((2, 0))}}, "'s1'"),
+    ({"y": [1, 2], "correct": [1, 0], "inputs": {"s1": [0.0, np.nan]}}, "column 's1', row 1"),
+    ({"y": [1, 2], "correct": [1, 0], "missing_trials": [True]}, "'missing_trials'"),
+    ({"y": [2, 1], "answer": [1, 2], "correct": [1, 1]}, "'choice'.*flipped"),
+    ({"y": [1], "correct": [1]}, "'y'"),
 ])
 def test_from_psytrack_errors(D, key):
     with pytest.raises(ValueError, match=key):
