@@ -55,21 +55,26 @@ class AgentTrajectories:
     reward: Tensor
 
 
-def coerce_params(rule: LearningRule, params: Mapping[str, object] | None, n_features: int) -> dict[str, Tensor]:
+def coerce_params(rule: LearningRule, params: Mapping[str, object] | None, n_features: int, *,
+                  dtype: torch.dtype | None = None) -> dict[str, Tensor]:
     """Return the rule's parameters as tensors of their declared shapes, defaults filling missing names.
+
+    ``dtype`` defaults to torch's default dtype.
 
     Raises
     ------
     ValueError
         For an unknown name, a wrong shape, or a value outside the parameter's constraint.
     """
-    out = rule.default_params(n_features)
+    dtype = dtype or torch.get_default_dtype()
+    out = {name: torch.full(p.shape(n_features), float(p.default), dtype=dtype)
+           for name, p in rule.parameters.items()}
     unknown = sorted(set(params or {}) - set(rule.parameters))
     if unknown:
         raise ValueError(f"rule {rule.name} has no parameter(s) {unknown}; it has {sorted(rule.parameters)}")
     for name, value in (params or {}).items():
         spec = rule.parameters[name]
-        tensor = torch.as_tensor(np.asarray(value, dtype=float), dtype=torch.get_default_dtype())
+        tensor = torch.as_tensor(np.asarray(value, dtype=float), dtype=dtype)
         try:
             tensor = tensor.expand(spec.shape(n_features)).clone()
         except RuntimeError:

@@ -114,7 +114,7 @@ def simulate_cohort(rule: LearningRule, *, n_animals: int, n_trials: int,
                     sigma: float | Sequence[float] = 0.0, sigma_session: float | Sequence[float] | None = None,
                     features: Sequence[str] = ("bias", "stimulus"), task: IBLTask = DEFAULT_TASK,
                     init_mean: float | Sequence[float] = 0.0, init_sd: float | Sequence[float] = 0.5,
-                    seed: int | None = None) -> SimulatedCohort:
+                    seed: int | None = None, dtype: torch.dtype | None = None) -> SimulatedCohort:
     """Simulate ``n_animals`` GLM agents learning the task with ``rule`` for ``n_trials`` trials each.
 
     Parameters
@@ -139,6 +139,9 @@ def simulate_cohort(rule: LearningRule, *, n_animals: int, n_trials: int,
         Initial weights are drawn per animal from ``N(init_mean, init_sd^2)``.
     seed : int, optional
         Seed of all randomness (task and agents).
+    dtype : torch.dtype, optional
+        Floating type of the simulation (default: torch's default dtype). Results for a seed are exactly
+        reproducible for a given dtype.
 
     Returns
     -------
@@ -148,8 +151,8 @@ def simulate_cohort(rule: LearningRule, *, n_animals: int, n_trials: int,
         raise ValueError(f"n_animals and n_trials must be positive, got {n_animals} and {n_trials}")
     names = tuple(features)
     k = len(names)
-    dtype = torch.get_default_dtype()
-    tensors = coerce_params(rule, params, k)
+    dtype = dtype or torch.get_default_dtype()
+    tensors = coerce_params(rule, params, k, dtype=dtype)
     sigma_arr = _per_feature(sigma, k, "sigma")
     session_arr = None if sigma_session is None else _per_feature(sigma_session, k, "sigma_session")
     rng = np.random.default_rng(seed)

@@ -1,6 +1,7 @@
 """The example cohort shipped in ``learnrules.data``: how it is made, so anyone can rebuild it.
 
-``python -m learnrules.synthetic.examples`` rewrites ``data/example_cohort.csv.gz`` and its metadata.
+``python -c "from learnrules.synthetic import write_example; write_example('data')"`` (from the repository
+root) rewrites ``data/example_cohort.csv.gz`` and its metadata, byte for byte.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from learnrules.other_rules.reinforce import ReinforceBaseline
 from learnrules.synthetic.cohort import SimulatedCohort, simulate_cohort
@@ -34,7 +36,8 @@ def make_example_cohort(seed: int = 2025) -> SimulatedCohort:
     task = IBLTask(session_length=c["session_length"], biased_blocks=c["biased_blocks"])
     return simulate_cohort(ReinforceBaseline(), n_animals=c["n_animals"], n_trials=c["n_trials"],
                            sigma=c["sigma"], sigma_session=c["sigma_session"], features=c["features"],
-                           task=task, init_mean=c["init_mean"], init_sd=c["init_sd"], seed=seed)
+                           task=task, init_mean=c["init_mean"], init_sd=c["init_sd"], seed=seed,
+                           dtype=torch.float64)
 
 
 def example_metadata_dict(cohort: SimulatedCohort) -> dict:
@@ -64,9 +67,3 @@ def write_example(directory: str | Path, *, seed: int = 2025) -> tuple[Path, Pat
     logger.info("wrote %s (%d bytes) and %s", csv_path, csv_path.stat().st_size, json_path)
     return csv_path, json_path
 
-
-if __name__ == "__main__":
-    import torch
-
-    torch.set_default_dtype(torch.float64)
-    write_example(Path(__file__).resolve().parent.parent / "data")
