@@ -286,3 +286,12 @@ def test_flipped_binary_table_is_not_rescued_as_ibl():
     with pytest.raises(ValueError, match=r"column 'choice', row 0: .*flipped \(binary"):
         load_trials(frame)
     assert load_trials(frame, coding="ibl").n_nogo_dropped == 2
+
+
+def test_summarize_exact():
+    table = summarize(load_trials(ibl_frame())).set_index("subject")
+    assert list(table.columns) == ["n_trials", "n_sessions", "accuracy", "fraction_right", "n_missing"]
+    assert table.loc["m1"].tolist() == [4, 2, 1.0, 0.5, 0]
+    assert table.loc["m2", "accuracy"] == pytest.approx(1 / 3)
+    assert table.loc["m2", "fraction_right"] == pytest.approx(1 / 3)
+    assert table.loc["m2", "n_sessions"] == 1
