@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from learnrules.models.dynamics import is_random_walk
 from learnrules.other_rules import RULES, CompressedReinforce, exp_filter, make_rule
 
 A, T, K = 3, 150, 3  # T > 64: crosses a chunk boundary of the context filter
@@ -117,4 +118,5 @@ def test_registry_and_priors():
             assert draw.shape == p.shape(K)
             assert p.constraint.check(draw).all(), (name, pname)
             assert p.constraint.check(torch.tensor(p.default)), (name, pname)
-    assert make_rule("zero").parameters == {}
+    assert make_rule("zero").parameters == {} and is_random_walk(make_rule("zero"))
+    assert not is_random_walk(make_rule("reinforce"))
