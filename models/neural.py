@@ -1,0 +1,310 @@
+"""Neural learning rules: an MLP (DNNGLM, Markov) and a GRU-conditioned MLP (RNNGLM) of Liu et al. (2025).
+
+Both are :class:`~learnrules.models.rule.LearningRule` objects that *own* a ``torch.nn.Module``
+(``rule.network``) instead of being one: ``LearningRule.parameters`` (the declared priors of parametric
+rules, empty here) and ``nn.Module.parameters()`` would collide on one object. A fit finds the trainable
+tensors with :func:`rule_network` (e.g. ``pyro.module("rule", rule_network(rule))`` or
+``torch.optim.Adam(rule_network(rule).parameters())``); the ``params`` mapping of the rule interface is
+ignored by neural rules.
+
+Inputs of the update, per trial: the current weights ``w`` (K), the features ``x`` (K), the choice ``y``
+and the reward ``r`` (both recoded to -1/+1 inside the network). The correct side is not a separate input:
+in a two-alternative task it is a function of ``(y, r)`` (``y`` if rewarded, ``1 - y`` if not). The session
+start is not an input either: the rule interface (``drift``/``next_context``) carries only ``(x, y, r)``;
+add a session-start feature to the design matrix to give it to the network.
+
+The output is ``scale * net(...)`` with a learnable per-weight ``scale`` initialized small (``init_scale``),
+so an untrained rule is close to the zero rule (a constant-weight GLM) and a rollout starts stable.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from learnrules.models.rule import LearningRule, Params
+
+__all__ = [
+    "NeuralRuleConfig",
+    "NeuralRule",
+    "MLPRule",
+    "GRURule",
+    "rule_network",
+    "neural_rule_from_config",
+    "save_neural_rule",
+    "load_neural_rule",
+]
+
+Activation = Literal["relu", "tanh", "silu"]
+_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
+
+
+@dataclass(frozen=True)
+class NeuralRuleConfig:
+    """Constructor arguments of a neural rule, enough to rebuild it before loading a state dict.
+
+    Parameters
+    ----------
+    kind : {"mlp", "gru"}
+        :class:`MLPRule` or :class:`GRURule`.
+    n_features : int
+        Number of GLM weights K.
+    hidden : tuple of int
+        Widths of the hidden layers of the update MLP.
+    gru_hidden : int
+        Size of the GRU state (the context); unused by the MLP rule.
+    activation : {"relu", "tanh", "silu"}
+        Nonlinearity between layers.
+    init_scale : float
+        Initial value of the per-weight output scale (small: the initial rule is near zero).
+    """
+
+    kind: Literal["mlp", "gru"]
+    n_features: int
+    hidden: tuple[int, ...] = (32, 32)
+    gru_hidden: int = 16
+    activation: Activation = "relu"
+    init_scale: float = 1e-3
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-friendly dict (tuples become lists)."""
+        out = asdict(self)
+        out["hidden"] = list(self.hidden)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NeuralRuleConfig:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(**{**data, "hidden": tuple(int(h) for h in data.get("hidden", (32, 32)))})
+
+
+class _UpdateNet(nn.Module):
+    """``scale * MLP(inputs)`` with a learnable per-weight output scale."""
+
+    def __init__(self, n_in: int, n_out: int, hidden: tuple[int, ...], activation: Activation,
+                 init_scale: float) -> None:
+        super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        layers: list[nn.Module] = []
+        width = n_in
+        for h in hidden:
+            layers += [nn.Linear(width, h), _ACTIVATIONS[activation]()]
+            width = h
+        layers.append(nn.Linear(width, n_out))
+        self.mlp = nn.Sequential(*layers)
+        self.scale = nn.Parameter(torch.full((n_out,), float(init_scale)))
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        return self.scale * self.mlp(inputs)
+
+
+def _signed(v: Tensor) -> Tensor:
+    """Map 0/1 codes to -1/+1 (zero-centred inputs train better)."""
+    return (2.0 * v - 1.0).unsqueeze(-1)
+
+
+def _trial_inputs(x: Tensor, y: Tensor, r: Tensor) -> Tensor:
+    """Observed trial inputs ``[x, y, r]``, shape ``(*batch, K + 2)``."""
+    return torch.cat([x, _signed(y).to(x.dtype), _signed(r).to(x.dtype)], dim=-1)
+
+
+class NeuralRule(LearningRule):
+    """Base class of rules whose update is a neural network (``self.network``).
+
+    Subclasses build ``self.network`` in ``__init__`` from a :class:`NeuralRuleConfig`. The state dict of the
+    network plus ``config`` rebuild the rule without pickle (see :func:`neural_rule_from_config`).
+    """
+
+    network: nn.Module
+
+    def __init__(self, config: NeuralRuleConfig, *, seed: int | None = None) -> None:
+        if config.n_features < 1:
+            raise ValueError(f"n_features must be >= 1, got {config.n_features}")
+        self.config = config
+        # Seeded construction without touching the caller's global RNG stream.
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.network = self._build()
+        self.network.to(torch.get_default_dtype())
+
+    def _build(self) -> nn.Module:
+        raise NotImplementedError
+
+    @property
+    def n_features(self) -> int:
+        """Number of GLM weights K."""
+        return self.config.n_features
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Return the network's state dict (tensors only)."""
+        return self.network.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        """Load a state dict produced by :meth:`state_dict` (strict)."""
+        self.network.load_state_dict(state)
+
+    def copy(self) -> NeuralRule:
+        """Return an independent deep copy (a fit trains a copy, never the caller's rule)."""
+        return copy.deepcopy(self)
+
+    def _check(self, w: Tensor) -> None:
+        if w.shape[-1] != self.n_features:
+            raise ValueError(f"{self.name} was built for {self.n_features} weights, got w of shape "
+                             f"{tuple(w.shape)}")
+
+
+class MLPRule(NeuralRule):
+    """Markov neural rule (DNNGLM): ``dw = scale * MLP([w, x, y, r])``.
+
+    Parameters
+    ----------
+    n_features : int
+        Number of GLM weights K.
+    hidden : tuple of int
+        Hidden layer widths.
+    activation : {"relu", "tanh", "silu"}
+        Nonlinearity.
+    init_scale : float
+        Initial per-weight output scale.
+    seed : int, optional
+        Seed of the network's initialization.
+    """
+
+    markov = True
+    context_size = 0
+
+    def __init__(self, n_features: int, *, hidden: tuple[int, ...] = (32, 32), activation: Activation = "relu",
+                 init_scale: float = 1e-3, seed: int | None = None) -> None:
+        super().__init__(NeuralRuleConfig("mlp", n_features, tuple(hidden), 16, activation, init_scale),
+                         seed=seed)
+
+    def _build(self) -> nn.Module:
+        c = self.config
+        return _UpdateNet(2 * c.n_features + 2, c.n_features, c.hidden, c.activation, c.init_scale)
+
+    def drift(self, params: Params, w: Tensor, x: Tensor, y: Tensor, r: Tensor, context: Tensor) -> Tensor:
+        """Return ``scale * MLP([w, x, y, r])``, shape ``(*batch, K)``; ``params`` and ``context`` are unused."""
+        self._check(w)
+        return self.network(torch.cat([w, _trial_inputs(x, y, r)], dim=-1))
+
+
+class _GRUNet(nn.Module):
+    """A GRU over observed trials plus the update MLP reading ``[w, x, y, r, h]``."""
+
+    def __init__(self, config: NeuralRuleConfig) -> None:
+        super().__init__()
+        k, h = config.n_features, config.gru_hidden
+        self.gru = nn.GRU(k + 2, h, batch_first=True)
+        self.update = _UpdateNet(2 * k + 2 + h, k, config.hidden, config.activation, config.init_scale)
+
+
+class GRURule(NeuralRule):
+    """History-dependent neural rule (RNNGLM): ``dw = scale * MLP([w, x, y, r, h_t])``.
+
+    ``h_t`` is the state of a GRU that has read the observed trials ``[x, y, r]`` up to and including trial
+    ``t``, so the weights stay Markov given the data. ``contexts`` runs ``nn.GRU`` over a whole sequence at
+    once.
+
+    Parameters
+    ----------
+    n_features : int
+        Number of GLM weights K.
+    hidden : tuple of int
+        Hidden layer widths of the update MLP.
+    gru_hidden : int
+        Size of the GRU state (= ``context_size``).
+    activation : {"relu", "tanh", "silu"}
+        Nonlinearity of the update MLP.
+    init_scale : float
+        Initial per-weight output scale.
+    seed : int, optional
+        Seed of the network's initialization.
+    """
+
+    markov = False
+
+    def __init__(self, n_features: int, *, hidden: tuple[int, ...] = (32, 32), gru_hidden: int = 16,
+                 activation: Activation = "relu", init_scale: float = 1e-3, seed: int | None = None) -> None:
+        super().__init__(NeuralRuleConfig("gru", n_features, tuple(hidden), gru_hidden, activation, init_scale),
+                         seed=seed)
+        self.context_size = gru_hidden  # instance value shadows the ClassVar default of 0
+
+    def _build(self) -> nn.Module:
+        return _GRUNet(self.config)
+
+    def drift(self, params: Params, w: Tensor, x: Tensor, y: Tensor, r: Tensor, context: Tensor) -> Tensor:
+        """Return ``scale * MLP([w, x, y, r, context])``, shape ``(*batch, K)``."""
+        self._check(w)
+        return self.network.update(torch.cat([w, _trial_inputs(x, y, r), context], dim=-1))
+
+    def next_context(self, params: Params, context: Tensor, x: Tensor, y: Tensor, r: Tensor) -> Tensor:
+        """Return the GRU state after reading trial ``(x, y, r)``."""
+        return self.contexts_from(params, context, x.unsqueeze(-2), y.unsqueeze(-1), r.unsqueeze(-1))[..., 0, :]
+
+    def contexts(self, params: Params, x: Tensor, y: Tensor, r: Tensor) -> Tensor:
+        """Return the GRU states after each trial, shape ``(*batch, T, C)``, in one ``nn.GRU`` call."""
+        context = self.init_context(params, x.shape[:-2], x.shape[-1]).to(x.dtype)
+        return self.contexts_from(params, context, x, y, r)
+
+    def contexts_from(self, params: Params, context: Tensor, x: Tensor, y: Tensor, r: Tensor) -> Tensor:
+        """Return the states after each trial of ``(x, y, r)`` (``(*batch, T, ...)``) starting from ``context``.
+
+        Used by chunked rollouts, which carry the state across chunks.
+        """
+        batch = x.shape[:-2]
+        inputs = _trial_inputs(x, y, r).reshape(-1, x.shape[-2], x.shape[-1] + 2)
+        h0 = context.reshape(1, -1, self.context_size).contiguous()
+        if inputs.shape[1] == 0:
+            return context.unsqueeze(-2)[..., :0, :]
+        out, _ = self.network.gru(inputs, h0)
+        return out.reshape(*batch, x.shape[-2], self.context_size)
+
+
+def rule_network(rule: LearningRule) -> nn.Module | None:
+    """Return the trainable ``nn.Module`` of a neural rule, or None for a rule without one."""
+    network = getattr(rule, "network", None)
+    return network if isinstance(network, nn.Module) else None
+
+
+def neural_rule_from_config(config: NeuralRuleConfig | Mapping[str, Any],
+                            state: Mapping[str, Tensor] | None = None) -> NeuralRule:
+    """Rebuild a neural rule from its config (a :class:`NeuralRuleConfig` or its dict), optionally loading state.
+
+    Examples
+    --------
+    >>> rule = MLPRule(2, seed=0)
+    >>> clone = neural_rule_from_config(rule.config.to_dict(), rule.state_dict())
+    """
+    if not isinstance(config, NeuralRuleConfig):
+        config = NeuralRuleConfig.from_dict(config)
+    if config.kind == "mlp":
+        rule: NeuralRule = MLPRule(config.n_features, hidden=config.hidden, activation=config.activation,
+                                   init_scale=config.init_scale)
+    elif config.kind == "gru":
+        rule = GRURule(config.n_features, hidden=config.hidden, gru_hidden=config.gru_hidden,
+                       activation=config.activation, init_scale=config.init_scale)
+    else:
+        raise ValueError(f"config kind must be 'mlp' or 'gru', got {config.kind!r}")
+    if state is not None:
+        rule.load_state_dict(state)
+    return rule
+
+
+def save_neural_rule(rule: NeuralRule, path: str | Path) -> None:
+    """Write the rule's config (as JSON text) and state dict to ``path`` with ``torch.save`` (no pickled objects)."""
+    torch.save({"config": json.dumps(rule.config.to_dict()), "state": rule.state_dict()}, Path(path))
+
+
+def load_neural_rule(path: str | Path) -> NeuralRule:
+    """Read a rule written by :func:`save_neural_rule` (``torch.load(weights_only=True)``)."""
+    blob = torch.load(Path(path), weights_only=True)
+    return neural_rule_from_config(json.loads(blob["config"]), blob["state"])
