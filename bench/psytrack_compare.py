@@ -15,7 +15,7 @@ import psytrack
 import torch
 from psytrack import hyperOpt
 
-from learnrules.behavior.trials import AnimalTrials, TrialData
+from learnrules.behavior import load_psytrack_rat
 from learnrules.inference.fit import FitConfig, fit
 from learnrules.models.dynamics import DynamicsConfig
 
@@ -34,14 +34,10 @@ def markdown(frame: pd.DataFrame) -> str:
 
 
 def load_w053():
+    """Rat W053 as TrialData (learnrules' loader) and psytrack's raw dict (for hyperOpt)."""
     path = os.path.join(os.path.dirname(psytrack.__file__), "examples", "sampleRatData.npz")
     raw = np.load(path, allow_pickle=True)["D"].item()
-    y = raw["y"] - 1.0  # psytrack: 2 = right
-    answer = raw["answer"] - 1.0
-    session = np.repeat(np.arange(len(raw["dayLength"])), raw["dayLength"])
-    animal = AnimalTrials("W053", session, np.arange(len(y)), y, (y == answer).astype(float), answer,
-                          {"s1": raw["inputs"]["s1"][:, 0], "s2": raw["inputs"]["s2"][:, 0]})
-    return TrialData((animal,)), raw
+    return load_psytrack_rat(), raw
 
 
 def main():

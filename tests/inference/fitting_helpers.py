@@ -6,20 +6,10 @@ import numpy as np
 import torch
 from torch.distributions import constraints
 
+from learnrules.behavior import load_psytrack_rat
 from learnrules.behavior.trials import AnimalTrials, TrialData
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule, Parameter
-
-
-class LocalReinforce(LearningRule):
-    """REINFORCE with a baseline: dw = alpha * (r - beta) * (y - p) * x."""
-
-    parameters = {"alpha": Parameter(0.05, constraints.positive, per_feature=True, prior_scale=1.5),
-                  "beta": Parameter(0.5, constraints.real, prior_scale=1.0)}
-
-    def drift(self, params, w, x, y, r, context):
-        p = torch.sigmoid((w * x).sum(-1))
-        return params["alpha"] * ((r - params["beta"]) * (y - p)).unsqueeze(-1) * x
 
 
 class NaNRule(LearningRule):
@@ -68,10 +58,8 @@ def rat_w053(n_trials=None):
     path = os.path.join(os.path.dirname(psytrack.__file__), "examples", "sampleRatData.npz")
     raw = np.load(path, allow_pickle=True)["D"].item()
     n = len(raw["y"]) if n_trials is None else n_trials
-    y = raw["y"][:n] - 1.0
-    session = np.repeat(np.arange(len(raw["dayLength"])), raw["dayLength"])[:n]
-    answer = raw["answer"][:n] - 1.0
-    animal = AnimalTrials("W053", session, np.arange(n), y, (y == answer).astype(float), answer,
-                          {"s1": raw["inputs"]["s1"][:n, 0], "s2": raw["inputs"]["s2"][:n, 0]})
+    full = load_psytrack_rat().animals[0]
+    animal = AnimalTrials("W053", full.session[:n], full.trial[:n], full.choice[:n], full.reward[:n],
+                          full.answer[:n], {k: v[:n] for k, v in full.covariates.items()})
     subset = {"y": raw["y"][:n], "inputs": {k: v[:n] for k, v in raw["inputs"].items()}}
     return TrialData((animal,)), subset

@@ -8,6 +8,7 @@ from pyro.infer import Predictive
 
 from learnrules.models.dynamics import DynamicsConfig
 from learnrules.models.model import model
+from learnrules.other_rules import ReinforceBaseline
 
 _path = Path(__file__).parents[1] / "inference" / "fitting_helpers.py"
 _spec = importlib.util.spec_from_file_location("fitting_helpers", _path)
@@ -20,7 +21,7 @@ def cohort(rule, n_trials=15):
     return helpers.simulate(rule, params, n_animals=3, n_trials=n_trials, sigma=0.1, seed=2)[0]
 
 
-@pytest.mark.parametrize("rule", [None, helpers.LocalReinforce()])
+@pytest.mark.parametrize("rule", [None, ReinforceBaseline()])
 def test_prior_predictive_shapes_and_site_names(rule):
     data = cohort(rule)
     draws = Predictive(model, num_samples=4)(data, rule=rule)
@@ -32,7 +33,7 @@ def test_prior_predictive_shapes_and_site_names(rule):
 
 
 def test_model_log_density_matches_hand_computation():
-    rule = helpers.LocalReinforce()
+    rule = ReinforceBaseline()
     data = cohort(rule, n_trials=10)
     w = 0.3 * torch.randn(3, 10, 2)
     values = {"rule.alpha": torch.tensor([0.2, 0.1]), "rule.beta": torch.tensor(0.3),

@@ -1,0 +1,52 @@
+"""Slow checks at real data size: rat W053 against psytrack.hyperOpt, and parametric recovery (20 x 5000)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from learnrules.inference.fit import FitConfig, fit
+from learnrules.models.dynamics import DynamicsConfig
+
+_spec = importlib.util.spec_from_file_location("fitting_helpers", Path(__file__).with_name("fitting_helpers.py"))
+helpers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(helpers)
+
+
+@pytest.mark.slow
+def test_w053_random_walk_matches_psytrack_hyperopt():
+    from psytrack import hyperOpt
+
+    data, raw = helpers.rat_w053()
+    hyp, evd, w_mode, hess_info = hyperOpt(raw, {"sigInit": 2.0 ** 4, "sigma": [2.0 ** -4] * 3, "sigDay": None},
+                                           {"bias": 1, "s1": 1, "s2": 1}, ["sigma"])
+    res = fit(data, features=("bias", "s1", "s2"), config=FitConfig(dynamics=DynamicsConfig(sigma=2.0 ** -4)))
+    ours = res.weights_mean[0].T
+    assert min(np.corrcoef(ours[i], w_mode[i])[0, 1] for i in range(3)) >= 0.99
+    ratio = res.sigma / np.asarray(hyp["sigma"])
+    assert np.all((ratio < 1.5) & (ratio > 1 / 1.5))
+    assert abs(res.elbo - evd) <= 0.005 * abs(evd)
+    assert abs((res.weights_sd[0].T / hess_info["W_std"]).mean() - 1) <= 0.2
+
+
+def _recovery(name):
+    sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
+    try:
+        import parametric_recovery
+    finally:
+        sys.path.pop(0)
+    torch.set_default_dtype(torch.float64)
+    return parametric_recovery.recover(name, 20, 5000), parametric_recovery.RATES
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ReinforceBaseline", "AsymmetricReinforce", "DeltaRule"])
+def test_parametric_recovery_20_animals_5000_trials(name):
+    rows, rates = _recovery(name)
+    for row in rows:
+        assert row["lower"] <= row["true"] <= row["upper"], row
+        if row["parameter"] in rates:
+            assert row["rel_error"] < 0.25, row
