@@ -1,0 +1,156 @@
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import torch
+
+from learnrules.inference.rollout import (
+    RolloutConfig,
+    estimate_initial_weights,
+    fit_rollout,
+    predict_heldout,
+    rollout_loglik,
+    rollout_trajectory,
+)
+from learnrules.models.inputs import CohortTensors
+from learnrules.models.neural import GRURule, MLPRule
+from learnrules.models.rule import LearningRule
+from learnrules.other_rules import Reinforce, ZeroRule
+from learnrules.synthetic import simulate_cohort
+
+
+def to_cohort(sim) -> CohortTensors:
+    a, t = sim.weights.shape[:2]
+    table = sim.table
+    ones = torch.ones(a, t, dtype=torch.bool)
+    return CohortTensors(torch.as_tensor(sim.features), torch.as_tensor(table["choice"].to_numpy(float).reshape(a, t)),
+                         torch.as_tensor(table["reward"].to_numpy(float).reshape(a, t)), ones, ones.clone(),
+                         torch.as_tensor((table["trial"].to_numpy() == 0).reshape(a, t)), torch.full((a,), t),
+                         sim.feature_names, sim.subjects)
+
+
+@pytest.fixture(scope="module")
+def reinforce_sim():
+    torch.set_default_dtype(torch.float64)
+    return simulate_cohort(Reinforce(), n_animals=12, n_trials=400, params={"alpha": [0.1, 0.1]}, seed=3)
+
+
+def test_rollout_reproduces_simulator_weights_exactly(reinforce_sim):
+    sim, cohort = reinforce_sim, to_cohort(reinforce_sim)
+    params = {k: torch.as_tensor(v) for k, v in sim.params.items()}
+    w0 = torch.as_tensor(sim.weights[:, 0])
+    weights, w_end, _ = rollout_trajectory(Reinforce(), params, cohort.features, cohort.choice, cohort.reward,
+                                           cohort.observed, w0)
+    np.testing.assert_allclose(weights.numpy(), sim.weights, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(w_end.numpy(), sim.weights[:, -1] + sim.updates[:, -1], atol=1e-12)
+    # Per-trial log-likelihood equals the Bernoulli terms of the simulator's choice probabilities.
+    ll = rollout_loglik(cohort, Reinforce(), params, w0, chunk=64).numpy()
+    y, p = cohort.choice.numpy(), sim.choice_prob
+    np.testing.assert_allclose(ll, y * np.log(p) + (1 - y) * np.log1p(-p), atol=1e-10)
+
+
+def test_missing_choices_do_not_update_or_score(reinforce_sim):
+    cohort = to_cohort(reinforce_sim)
+    observed = cohort.observed.clone()
+    observed[:, 10:20] = False
+    cohort = CohortTensors(cohort.features, cohort.choice, cohort.reward, observed, cohort.valid,
+                           cohort.session_start, cohort.lengths, cohort.feature_names, cohort.subjects)
+    params = {"alpha": torch.tensor([0.1, 0.1])}
+    w0 = torch.zeros(cohort.n_animals, 2)
+    weights, _, _ = rollout_trajectory(Reinforce(), params, cohort.features, cohort.choice, cohort.reward,
+                                       observed, w0)
+    assert torch.equal(weights[:, 10], weights[:, 20])
+    assert not torch.equal(weights[:, 9], weights[:, 10]) or not torch.equal(weights[:, 20], weights[:, 21])
+    ll = rollout_loglik(cohort, Reinforce(), params, w0)
+    assert (ll[:, 10:20] == 0).all() and (ll[:, :10] < 0).all()
+
+
+def test_fit_recovers_reinforce_alpha(reinforce_sim):
+    cohort = to_cohort(reinforce_sim)
+    true_w0 = torch.as_tensor(reinforce_sim.weights[:, 0])
+    config = RolloutConfig(epochs=20, lr=0.1, tbptt=400, init_lr=0.05)
+    res = fit_rollout(cohort, Reinforce(), config=config, params={"alpha": torch.tensor([0.03, 0.03])}, seed=0)
+    alpha = res.params["alpha"]
+    assert alpha.shape == (2,)
+    assert torch.allclose(alpha, torch.tensor([0.1, 0.1]), rtol=0.2), alpha
+    assert res.init_weights.shape == (12, 2)
+    assert (res.init_weights - true_w0).abs().mean() < 0.6
+    assert res.n_steps == 20 and res.n_updates == 20 and res.elapsed_s > 0
+    assert res.train_loglik.shape == (12, 400) and res.losses[-1] < res.losses[0]
+
+
+@pytest.mark.slow
+def test_mlp_fit_learns_reinforce_update():
+    # Known initial weights, as in Liu et al.'s main-text simulations: with free per-animal initial weights an
+    # MLP can trade them against a mean-reverting rule, and the per-trial update is poorly identified.
+    sim = simulate_cohort(Reinforce(), n_animals=30, n_trials=300, params={"alpha": [0.5, 0.5]}, seed=1)
+    cohort = to_cohort(sim)
+    mlp = MLPRule(2, hidden=(16, 16), seed=0)
+    before = [p.detach().clone() for p in mlp.network.parameters()]
+    config = RolloutConfig(epochs=150, lr=0.01, tbptt=100, init_weights="fixed")
+    res = fit_rollout(cohort, mlp, config=config, init_weights=torch.as_tensor(sim.weights[:, 0]), seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(before, mlp.network.parameters(), strict=True))  # not mutated
+    n = float(cohort.observed.sum())
+    zero = float(rollout_loglik(cohort, ZeroRule(), {}, res.init_weights).sum()) / n
+    fitted = float(res.train_loglik.sum()) / n
+    assert fitted > zero + 0.03, (fitted, zero)
+    with torch.no_grad():
+        w = torch.as_tensor(sim.weights)
+        dw = res.rule.drift({}, w, cohort.features, cohort.choice, cohort.reward, torch.zeros(30, 300, 0))
+    corr = np.corrcoef(sim.updates.ravel(), dw.numpy().ravel())[0, 1]
+    assert corr > 0.8, corr
+
+
+def test_gru_fit_runs_and_improves():
+    sim = simulate_cohort(Reinforce(), n_animals=6, n_trials=150, params={"alpha": [0.2, 0.2]}, seed=2)
+    cohort = to_cohort(sim)
+    res = fit_rollout(cohort, GRURule(2, hidden=(8,), gru_hidden=4, seed=0),
+                      config=RolloutConfig(epochs=6, lr=0.01, tbptt=50, init_weights="shared"),
+                      validation=cohort.select([0, 1]), seed=0)
+    assert res.init_weights.shape == (6, 2) and torch.equal(res.init_weights[0], res.init_weights[5])
+    assert len(res.val_loglik) == 6 and res.losses[-1] < res.losses[0]
+    assert res.n_updates == 6 * 3
+
+
+class _Exploding(LearningRule):
+    def drift(self, params, w, x, y, r, context):
+        return torch.full_like(w, float("nan"))
+
+
+def test_nan_loss_names_epoch(reinforce_sim):
+    cohort = to_cohort(reinforce_sim)
+    with pytest.raises(FloatingPointError, match="epoch 0"):
+        fit_rollout(cohort, _Exploding(), config=RolloutConfig(epochs=2))
+
+
+def test_config_errors(reinforce_sim):
+    cohort = to_cohort(reinforce_sim)
+    with pytest.raises(ValueError, match="validation"):
+        fit_rollout(cohort, Reinforce(), config=RolloutConfig(patience=2))
+
+    class NotFittable(Reinforce):
+        fittable: ClassVar[bool] = False
+
+    with pytest.raises(ValueError, match="not fittable"):
+        fit_rollout(cohort, NotFittable())
+
+
+def test_estimate_initial_weights_static_glm():
+    sim = simulate_cohort(ZeroRule(), n_animals=3, n_trials=3000, init_sd=1.0, seed=5)
+    est = estimate_initial_weights(to_cohort(sim), n_trials=3000, l2=1e-3)
+    np.testing.assert_allclose(est.numpy(), sim.weights[:, 0], atol=0.2)
+
+
+def test_predict_heldout_protocols(reinforce_sim):
+    cohort = to_cohort(reinforce_sim)
+    params = {k: torch.as_tensor(v) for k, v in reinforce_sim.params.items()}
+    w0 = torch.as_tensor(reinforce_sim.weights[:, 0])
+    exact = predict_heldout(cohort, Reinforce(), params, init_weights=w0)
+    ll = rollout_loglik(cohort, Reinforce(), params, w0)
+    assert exact.loglik_per_trial == pytest.approx(float(ll.mean()))
+    assert 0.5 < exact.accuracy <= 1.0
+    fitted = predict_heldout(cohort, Reinforce(), params, init_weights=w0.mean(0), fit_trials=50, steps=50)
+    assert not fitted.scored[:, :50].any() and fitted.scored[:, 50:].all()
+    assert (fitted.init_weights - w0).abs().mean() < (w0.mean(0) - w0).abs().mean()
+    mean_only = predict_heldout(cohort, Reinforce(), params, init_weights=w0.mean(0))
+    assert exact.loglik_per_trial > mean_only.loglik_per_trial
