@@ -463,6 +463,14 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
     Returns
     -------
     RolloutResult
+
+    Notes
+    -----
+    With free per-animal initial weights a flexible (neural) rule can trade them against, e.g., a
+    mean-reverting update and reach the likelihood of the true rule with a different per-trial update; the
+    held-out likelihood is then well recovered but the update itself less so (bench/neural_recovery.py). Known
+    or fixed initial weights (``RolloutConfig(init_weights="fixed")`` and the ``init_weights`` argument) remove
+    that freedom.
     """
     if not rule.fittable:
         raise ValueError(f"rule {rule.name} is not fittable (its state depends on the latent weights)")
