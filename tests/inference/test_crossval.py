@@ -137,7 +137,7 @@ def _grid_fit(rule_name, grid, *, sigma=0.0):
         cohort = CohortTensors.from_trials(train)
         best = None
         for value in grid:
-            params = {} if rule_name == "zero" else {"alpha": np.full(2, value)}
+            params = {**rule.default_params(2), **({} if rule_name == "zero" else {"alpha": np.full(2, value)})}
             s = value if rule_name == "zero" else sigma
             total = particle_filter_loglik(cohort, rule, params, sigma=s, **prior).total
             if best is None or total > best[0]:
