@@ -1,4 +1,4 @@
-"""The bootstrap particle filter behind :func:`learnrules.inference.evaluate.particle_filter_loglik`.
+"""Filters behind :mod:`learnrules.inference.evaluate`: a bootstrap particle filter and a Gaussian (ADF) filter.
 
 Particles are laid out ``(animals, replicates, particles, K)``: every replicate is an independent filter, so
 the spread of their totals measures the Monte Carlo error. The loop runs over trials only.
@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -18,7 +19,7 @@ from torch import Tensor
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule, Params
 
-__all__ = ["FilterInputs", "run_particle_filter", "systematic_resample", "torch_threads"]
+__all__ = ["FilterInputs", "run_gaussian_filter", "run_particle_filter", "systematic_resample", "torch_threads"]
 
 
 @dataclass(frozen=True)
@@ -156,3 +157,89 @@ def run_particle_filter(inputs: FilterInputs, *, n_particles: int, n_replicates:
     p = torch.stack(p_out, -1).permute(1, 0, 2) if p_out else c.choice.new_zeros(n_replicates, a, 0)
     ll = torch.stack(ll_out, -1).permute(1, 0, 2) if ll_out else c.choice.new_zeros(n_replicates, a, 0)
     return p, ll
+
+
+def _gauss_hermite(n: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Nodes and weights for ``E[f(z)]``, ``z ~ N(0, 1)``."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(n)
+    return (torch.as_tensor(nodes, dtype=dtype), torch.as_tensor(weights / weights.sum(), dtype=dtype))
+
+
+def _adf_observe(m: Tensor, cov: Tensor, x: Tensor, sign: Tensor, gate: Tensor, gh: tuple[Tensor, Tensor]
+                 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Predict one choice and condition the Gaussian ``N(m, cov)`` on it by moment matching.
+
+    Returns the predictive p(right), the log predictive of the choice, and the updated mean and covariance.
+    """
+    nodes, weights = gh
+    cx = (cov @ x.unsqueeze(-1)).squeeze(-1)
+    mu, s2 = (m * x).sum(-1), (cx * x).sum(-1).clamp_min(0.0)
+    z = mu.unsqueeze(-1) + s2.sqrt().unsqueeze(-1) * nodes
+    p_right = (weights * torch.sigmoid(z)).sum(-1)
+    lik = torch.sigmoid(sign.unsqueeze(-1) * z)
+    evidence = (weights * lik).sum(-1)
+    mz = (weights * lik * z).sum(-1) / evidence
+    vz = ((weights * lik * (z - mz.unsqueeze(-1)) ** 2).sum(-1) / evidence).clamp_min(0.0)
+    ok = (s2 > 1e-14) & (gate > 0)
+    safe = torch.where(ok, s2, torch.ones_like(s2))
+    gain = torch.where(ok, (mz - mu) / safe, torch.zeros_like(mu))
+    shrink = torch.where(ok, (s2 - vz) / safe**2, torch.zeros_like(mu))
+    m = m + gain.unsqueeze(-1) * cx
+    cov = cov - shrink[:, None, None] * cx.unsqueeze(-1) * cx.unsqueeze(-2)
+    return p_right, torch.log(evidence), m, 0.5 * (cov + cov.transpose(-1, -2))
+
+
+def _adf_propagate(inputs: FilterInputs, m: Tensor, cov: Tensor, contexts: Tensor, t: int) -> tuple[Tensor, Tensor]:
+    """Push ``N(m, cov)`` through ``w + drift(w)`` with spherical sigma points ``m +- sqrt(K) L e_i``."""
+    c = inputs.cohort
+    a, k = m.shape
+    eye = torch.eye(k, dtype=m.dtype)
+    chol, _ = torch.linalg.cholesky_ex(cov + 1e-12 * eye)
+    offsets = math.sqrt(k) * chol.transpose(-1, -2)  # rows are the columns of L
+    points = torch.cat([m.unsqueeze(1) + offsets, m.unsqueeze(1) - offsets], dim=1)  # (A, 2K, K)
+    shape = points.shape[:-1]
+    x = c.features[:, t, None, :].expand_as(points)
+    y, r = c.choice[:, t, None].expand(shape), c.reward[:, t, None].expand(shape)
+    ctx = contexts[:, t, None, :].expand(*shape, contexts.shape[-1])
+    gate = (c.observed & c.valid)[:, t].to(m.dtype)[:, None, None]
+    moved = points + gate * inputs.rule.drift(inputs.params, points, x, y, r, ctx)
+    m_new = moved.mean(1)
+    dev = moved - m_new.unsqueeze(1)
+    return m_new, dev.transpose(-1, -2) @ dev / (2 * k)
+
+
+def run_gaussian_filter(inputs: FilterInputs, *, n_quadrature: int = 32) -> tuple[Tensor, Tensor]:
+    """Assumed-density (Gaussian) filter: deterministic one-step-ahead predictions.
+
+    The belief about each animal's weights is kept Gaussian: a choice is absorbed by matching the mean and
+    variance of the 1-D projection ``z = w . x`` (Gauss-Hermite quadrature), and the rule's drift is pushed
+    through by the unscented transform (exact for the random walk). Needs a rule whose contexts come from
+    the data (``fittable = True``).
+
+    Returns
+    -------
+    p_right, log_pred : Tensor, shape (animals, T)
+        Predictive probability of a right choice, and log predictive of the observed choice (0 where not
+        observed).
+    """
+    c, rule = inputs.cohort, inputs.rule
+    if not rule.fittable:
+        raise ValueError(f"rule {rule.name} keeps latent state (fittable = False): use the particle filter")
+    n_t = c.features.shape[1]
+    dtype = c.features.dtype
+    gh = _gauss_hermite(n_quadrature, dtype)
+    gate = (c.observed & c.valid).to(dtype)
+    sign = 2.0 * c.choice - 1.0
+    m, cov = inputs.init_mean.clone(), torch.diag_embed(inputs.init_sd**2)
+    p_out, ll_out = [], []
+    with torch.no_grad():
+        contexts = rule.contexts(inputs.params, c.features, c.choice, c.reward)
+        for t in range(n_t):
+            p, ll, m, cov = _adf_observe(m, cov, c.features[:, t], sign[:, t], gate[:, t], gh)
+            p_out.append(p)
+            ll_out.append(gate[:, t] * ll)
+            m, cov = _adf_propagate(inputs, m, cov, contexts, t)
+            if t + 1 < n_t:
+                cov = cov + torch.diag_embed(_noise_sd(inputs, t + 1) ** 2)
+    empty = c.choice.new_zeros(c.choice.shape)
+    return (torch.stack(p_out, -1) if p_out else empty), (torch.stack(ll_out, -1) if ll_out else empty)
