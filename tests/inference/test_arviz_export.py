@@ -1,0 +1,126 @@
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from learnrules.behavior import load_trials
+from learnrules.inference.arviz_export import load_netcdf, save_netcdf, to_inference_data
+from learnrules.inference.fit import fit
+from learnrules.inference.result import FitResult
+from learnrules.other_rules import make_rule
+from learnrules.synthetic import simulate_cohort
+
+
+@pytest.fixture(scope="module")
+def ragged_fit():
+    """Random-walk fits of a ragged 3-animal cohort with and without the stimulus feature."""
+    torch.set_default_dtype(torch.float64)
+    sim = simulate_cohort(make_rule("zero"), n_animals=3, n_trials=500, sigma=0.03, seed=3,
+                          init_mean=(0.0, 3.0), init_sd=0.2)
+    table = sim.table[~((sim.table["subject"] == sim.table["subject"].iloc[0]) & (sim.table["trial"] >= 350))]
+    data = load_trials(table)
+    full = fit(data, features=("bias", "stimulus"), seed=0, progress=False)
+    bias_only = fit(data, features=("bias",), seed=0, progress=False)
+    return data, full, bias_only
+
+
+def test_groups_dims_coords_and_padding(ragged_fit):
+    data, result, _ = ragged_fit
+    idata = to_inference_data(result, data, n_draws=50, seed=1)
+    assert {"posterior", "log_likelihood", "posterior_predictive", "observed_data", "constant_data",
+            "sample_stats"} <= set(idata.groups())
+    weights = idata.posterior["weights"]
+    assert weights.dims == ("chain", "draw", "animal", "trial", "feature")
+    assert list(weights["feature"].values) == ["bias", "stimulus"]
+    assert list(weights["animal"].values) == list(data.subjects)
+    lengths = [a.n_trials for a in data]
+    assert sorted(lengths) == [350, 500, 500]
+    short = int(np.argmin(lengths))
+    assert np.isnan(weights.values[0, :, short, lengths[short]:]).all()
+    assert np.isfinite(weights.values[0, :, short, :lengths[short]]).all()
+    n_obs = sum(int(a.observed.sum()) for a in data)
+    assert idata.log_likelihood["choice"].shape == (1, 50, n_obs)
+    assert idata.observed_data["choice"].shape == (n_obs,)
+    np.testing.assert_array_equal(idata.sample_stats["elbo"].values, result.elbo_trace)
+
+
+def test_draws_follow_the_posterior_and_loglik_is_bernoulli(ragged_fit):
+    data, result, _ = ragged_fit
+    idata = to_inference_data(result, data, n_draws=400, seed=2)
+    draws = idata.posterior["weights"].values[0]
+    valid = result.valid
+    error = (draws.mean(0) - result.weights_mean)[valid] / result.weights_sd[valid]
+    assert np.abs(error).max() < 5 / np.sqrt(400) * 1.6  # MC error of a mean of 400 draws
+    assert np.allclose(draws.std(0)[valid], result.weights_sd[valid], rtol=0.15)
+    # draw 0, observation 7: the log-likelihood is log sigmoid(+-w.x) of that trial's drawn weights
+    obs = idata.log_likelihood["choice"].isel(obs=7)
+    subject, trial = str(obs["subject"].values), int(obs["trial"].values)
+    animal = list(data.subjects).index(subject)
+    x = idata.constant_data["features"].isel(obs=7).values
+    y = int(idata.observed_data["choice"].isel(obs=7).values)
+    z = draws[0, animal, trial] @ x
+    assert obs.values[0, 0] == pytest.approx(-np.logaddexp(0, -z if y == 1 else z))
+    assert idata.posterior["sigma"].dims == ("chain", "draw", "feature")
+
+
+def test_loo_and_compare_rank_the_stimulus_model_first(ragged_fit):
+    data, full, bias_only = ragged_fit
+    a = to_inference_data(full, data, n_draws=200, seed=0)
+    b = to_inference_data(bias_only, data, n_draws=200, seed=0)
+    loo = az.loo(a, pointwise=True)
+    assert np.isfinite(loo["elpd_loo"]) and loo["elpd_loo"] < 0
+    # a lapse-free GLM with strong stimulus weights predicts far better than chance
+    assert loo["elpd_loo"] > -0.6 * a.observed_data["choice"].size
+    table = az.compare({"bias+stimulus": a, "bias": b})
+    assert table.index[0] == "bias+stimulus" and table.loc["bias", "elpd_diff"] > 4 * table.loc["bias", "dse"]
+
+
+def test_netcdf_round_trip(ragged_fit, tmp_path):
+    data, result, _ = ragged_fit
+    idata = to_inference_data(result, data, n_draws=20, seed=0)
+    path = save_netcdf(idata, tmp_path / "posterior.nc")
+    back = load_netcdf(path)
+    for group in ("posterior", "log_likelihood", "observed_data", "sample_stats"):
+        for name, var in idata[group].data_vars.items():
+            np.testing.assert_array_equal(back[group][name].values, var.values)
+    assert list(back.log_likelihood["subject"].values) == list(idata.log_likelihood["subject"].values)
+    assert back.posterior.attrs["rule"] == result.rule_name
+
+
+def test_same_seed_same_draws_and_mismatched_data_is_refused(ragged_fit):
+    data, result, _ = ragged_fit
+    one, two = (to_inference_data(result, data, n_draws=5, seed=9) for _ in range(2))
+    np.testing.assert_array_equal(one.posterior["weights"].values, two.posterior["weights"].values)
+    with pytest.raises(ValueError, match="subjects"):
+        to_inference_data(result, data.select(list(data.subjects)[:2]), n_draws=5)
+    with pytest.raises(ValueError, match="n_draws"):
+        to_inference_data(result, data, n_draws=0)
+
+
+def _parametric_result(cov: np.ndarray) -> FitResult:
+    """A ReinforceBaseline result with a known Laplace covariance (no fit needed)."""
+    valid = np.ones((1, 4), bool)
+    return FitResult(
+        rule_name="ReinforceBaseline", feature_names=("bias", "stimulus"), subjects=("sim000",),
+        weights_mean=np.zeros((1, 4, 2)), weights_sd=np.ones((1, 4, 2)), weights_cov=np.broadcast_to(
+            np.eye(2), (1, 4, 2, 2)).copy(), valid=valid, session=np.zeros((1, 4), int),
+        sigma=np.array([0.02, 0.01]), sigma_session=None, sigma_init=np.array([16.0, 16.0]),
+        init_mean=np.zeros((1, 2)), params={"alpha": np.array([0.05, 0.1]), "beta": np.array(0.3)},
+        param_names=("sigma[bias]", "sigma[stimulus]", "alpha[bias]", "alpha[stimulus]", "beta"), param_cov=cov,
+        param_table=pd.DataFrame(), elbo_trace=np.array([-3.0, -2.0]), elbo=-2.0)
+
+
+def test_parameter_draws_map_the_laplace_gaussian_through_the_constraints():
+    sd = np.array([0.1, 0.2, 0.05, 0.3, 0.4])
+    result = _parametric_result(np.diag(sd**2))
+    table = simulate_cohort(make_rule("zero"), n_animals=1, n_trials=4, seed=0).table
+    idata = to_inference_data(result, load_trials(table), n_draws=4000, seed=0)
+    post = idata.posterior
+    log_alpha = np.log(post["alpha"].values[0])
+    assert np.allclose(log_alpha.mean(0), np.log([0.05, 0.1]), atol=0.02)
+    assert np.allclose(log_alpha.std(0), [0.05, 0.3], rtol=0.05)
+    assert np.allclose(np.log(post["sigma"].values[0]).std(0), [0.1, 0.2], rtol=0.05)
+    beta = post["beta"].values[0]
+    assert post["beta"].dims == ("chain", "draw")
+    assert np.median(beta) == pytest.approx(0.3, rel=0.05)
