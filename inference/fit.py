@@ -7,6 +7,13 @@ gradient of the ELBO in ``theta`` at fixed ``q`` is the gradient of the collapse
 ``theta`` follows L-BFGS (or Adam) on ``ELBO + log prior(rule parameters)``. Convergence is judged on window
 means of the ELBO trace. Rule parameters and noise then get a Laplace posterior: the Hessian of the collapsed
 objective in the unconstrained space, by central differences of its envelope gradient.
+
+A neural rule (:class:`~learnrules.models.neural.MLPRule`, :class:`~learnrules.models.neural.GRURule`) is
+fitted the same way: the tensors of a copy of its network are extra leaves of ``theta`` (shared by all
+animals, no prior), always optimized by Adam, optionally on mini-batches of animals (each step re-optimizes
+the batch's posteriors, warm-started, and uses their ELBO scaled by ``N / B``; all posteriors are refreshed at
+the end). Network tensors get no Laplace posterior; the trained network comes back in
+``FitResult.rule_state`` / ``FitResult.rule_config`` and the caller's rule is never modified.
 """
 
 from __future__ import annotations
@@ -26,9 +33,10 @@ from learnrules.behavior.trials import TrialData
 from learnrules.inference.laplace import laplace_covariance, parameter_table
 from learnrules.inference.result import FitResult
 from learnrules.inference.theta import Theta
-from learnrules.inference.vi import Posterior, elbo, linearize, update_posterior
+from learnrules.inference.vi import Hyper, Posterior, elbo, linearize, update_posterior
 from learnrules.models.dynamics import DynamicsConfig, drift_sequence
 from learnrules.models.inputs import CohortTensors
+from learnrules.models.neural import NeuralRule, rule_network
 from learnrules.models.rule import LearningRule
 
 __all__ = ["FitConfig", "fit"]
@@ -70,6 +78,13 @@ class FitConfig:
         Laplace posterior of rule parameters and noise, or point estimates only.
     log_every : int
         Log the ELBO every this many steps.
+    network_lr : float
+        Adam step size of the network tensors of a neural rule. With a neural rule the optimizer is always
+        Adam; its other hyperparameters use ``lr`` when ``optimizer="adam"`` and ``network_lr`` otherwise.
+    batch_size : int or None
+        Animals per Adam step (a random subset, seeded by ``fit``'s ``seed``); None = all. Adam only.
+    time_budget_s : float or None
+        Stop the optimization after the step that exceeds this wall time (not counted as converged).
     """
 
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
@@ -88,33 +103,75 @@ class FitConfig:
     band_level: float = 0.9
     param_posterior: Literal["laplace", "none"] = "laplace"
     log_every: int = 10
+    network_lr: float = 1e-2
+    batch_size: int | None = None
+    time_budget_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 or None, got {self.batch_size}")
+
+
+def _uses_adam(rule: LearningRule | None, config: FitConfig) -> bool:
+    return config.optimizer == "adam" or (rule is not None and rule_network(rule) is not None)
+
+
+def _subset(post: Posterior, idx: torch.Tensor) -> Posterior:
+    return Posterior(post.mean[idx], post.cov[idx], post.cross[idx], post.logdet[idx], post.elbo[idx],
+                     post.likelihood[idx], post.n_iter)
+
+
+def _scatter(post: Posterior, idx: torch.Tensor, part: Posterior) -> Posterior:
+    """Return ``post`` with the animals at ``idx`` replaced by ``part`` (the input is not modified)."""
+    fields = [getattr(post, n).index_copy(0, idx, getattr(part, n))
+              for n in ("mean", "cov", "cross", "logdet", "elbo", "likelihood")]
+    return Posterior(*fields, part.n_iter)
 
 
 class _Objective:
-    """Collapsed objective: re-optimizes q (warm start) and returns -(ELBO + log prior) / n_trials."""
+    """Collapsed objective: re-optimizes q (warm start) and returns -(ELBO + log prior) / n_trials.
 
-    def __init__(self, rule: LearningRule | None, theta: Theta, data: CohortTensors, config: FitConfig) -> None:
+    With ``batch_size`` set (and ``full`` False) each call draws a random subset of animals, re-optimizes only
+    their posteriors and scales their ELBO by ``N / B`` (an unbiased estimate of the total).
+    """
+
+    def __init__(self, rule: LearningRule | None, theta: Theta, data: CohortTensors, config: FitConfig,
+                 seed: int | None = None) -> None:
         self.rule, self.theta, self.data, self.config = rule, theta, data, config
         self.post: Posterior | None = None
         self.n_trials = max(int((data.observed & data.valid).sum()), 1)
-        self.scale = 1.0 if config.optimizer == "lbfgs" else float(self.n_trials)
+        self.scale = float(self.n_trials) if _uses_adam(rule, config) else 1.0
         self.step = 0
+        self.last_elbo = float("nan")
+        self.full = not (_uses_adam(rule, config) and config.batch_size and config.batch_size < data.n_animals)
+        self.rng = np.random.default_rng(seed)
+
+    def _batch(self) -> torch.Tensor | None:
+        if self.full or self.post is None:
+            return None
+        n = self.data.n_animals
+        return torch.as_tensor(np.sort(self.rng.choice(n, self.config.batch_size, replace=False)))
 
     def __call__(self) -> torch.Tensor:
         cfg = self.config
-        hyper = self.theta.hyper()
+        hyper, data, start, idx = self.theta.hyper(), self.data, self.post, self._batch()
+        if idx is not None:
+            data, start = data.select(idx.tolist()), _subset(self.post, idx)
+            hyper = Hyper(hyper.sigma, hyper.sigma_session, hyper.sigma_init, hyper.init_mean[idx], hyper.params)
         try:
-            post = update_posterior(self.rule, hyper, self.data, self.post, max_iter=cfg.inner_max_iter,
+            post = update_posterior(self.rule, hyper, data, start, max_iter=cfg.inner_max_iter,
                                     tol=cfg.inner_tol, n_points=cfg.gh_points, chunk=cfg.animal_chunk)
         except (torch.linalg.LinAlgError, RuntimeError) as err:
             raise FloatingPointError(self._message(f"the posterior update failed ({err})")) from err
-        lin = linearize(self.rule, hyper, self.data, post.mean)
-        value = elbo(hyper, self.data, post.mean, post.cov, post.cross, post.logdet, lin,
-                     likelihood=post.likelihood).sum()
+        lin = linearize(self.rule, hyper, data, post.mean)
+        weight = 1.0 if idx is None else self.data.n_animals / len(idx)
+        value = weight * elbo(hyper, data, post.mean, post.cov, post.cross, post.logdet, lin,
+                              likelihood=post.likelihood).sum()
         total = value + self.theta.log_prior()
         if not torch.isfinite(total) or not torch.isfinite(post.elbo).all():
             raise FloatingPointError(self._message("the ELBO is not finite"))
-        self.post = post
+        self.post = post if idx is None else _scatter(self.post, idx, post)
+        self.last_elbo = float(value.detach())
         return -total / self.scale
 
     def _message(self, what: str) -> str:
@@ -129,6 +186,7 @@ class _Objective:
         elif hyper.sigma.max() > 1e2:
             causes.append(f"sigma exploded (sigma = {hyper.sigma.tolist()})")
         bad = [k for k, v in hyper.params.items() if not torch.isfinite(v).all()]
+        bad += ["network"] if not all(torch.isfinite(t).all() for t in self.theta.network_leaves) else []
         if bad:
             causes.append(f"rule parameters {bad} are not finite")
         mean = self.post.mean if self.post is not None else torch.zeros_like(self.data.features)
@@ -144,6 +202,11 @@ def _optimizer(theta: Theta, config: FitConfig) -> torch.optim.Optimizer | None:
     leaves = theta.leaves()
     if not leaves:
         return None
+    if theta.network_leaves:
+        hyper_lr = config.lr if config.optimizer == "adam" else config.network_lr
+        groups = [{"params": theta.network_leaves, "lr": config.network_lr}]
+        groups += [{"params": theta.hyper_leaves(), "lr": hyper_lr}] if theta.hyper_leaves() else []
+        return torch.optim.Adam(groups)
     if config.optimizer == "lbfgs":
         return torch.optim.LBFGS(leaves, lr=config.lr, max_iter=1, max_eval=25, history_size=20,
                                  line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
@@ -180,7 +243,7 @@ class _Closure:
         self.opt.zero_grad()
         loss = self.objective()
         loss.backward()
-        self.values.append(float(self.objective.post.elbo.sum()))
+        self.values.append(self.objective.last_elbo)
         self.cache[:] = [[leaf.detach().clone() for leaf in leaves], loss.detach(),
                          [leaf.grad.clone() for leaf in leaves], self.values[-1]]
         return loss
@@ -192,6 +255,7 @@ def _optimize(objective: _Objective, config: FitConfig, progress: bool) -> tuple
     converged, step = opt is None, 0
     closure = None if opt is None else _Closure(objective, opt)
     bar = tqdm(total=config.max_steps, disable=not progress or opt is None, desc="fit", leave=False)
+    start = time.perf_counter()
     while opt is not None and step < config.max_steps:
         step += 1
         objective.step = step
@@ -209,10 +273,14 @@ def _optimize(objective: _Objective, config: FitConfig, progress: bool) -> tuple
         if _converged(trace, config.window, config.tol) or grad_small or stalled:
             converged = True
             break
+        if config.time_budget_s is not None and time.perf_counter() - start > config.time_budget_s:
+            logger.info("time budget of %.0f s reached after %d steps", config.time_budget_s, step)
+            break
     bar.close()
-    if closure is None or not closure.same_point():
+    if closure is None or not closure.same_point() or not objective.full:
+        objective.full = True  # refresh every animal's posterior at the final hyperparameters
         with torch.no_grad():
-            objective()  # q at the final hyperparameters
+            objective()
     trace.append(float(objective.post.elbo.sum()))
     return trace, converged, step
 
@@ -233,7 +301,8 @@ def fit(data: TrialData | CohortTensors, *, rule: LearningRule | None = None,
     data : TrialData or CohortTensors
         Trials of one or more animals (ragged lengths allowed).
     rule : LearningRule or None
-        The shared learning rule; None (or a ``ZeroRule``) is the random walk (PsyTrack's model).
+        The shared learning rule; None (or a ``ZeroRule``) is the random walk (PsyTrack's model). A neural
+        rule's network is trained on a copy (see ``FitResult.rule_state`` and ``FitResult.neural_rule()``).
     features : tuple of str
         Feature names (ignored when ``data`` is already a CohortTensors).
     config : FitConfig, optional
@@ -261,8 +330,11 @@ def fit(data: TrialData | CohortTensors, *, rule: LearningRule | None = None,
     progress = sys.stderr.isatty() if progress is None else progress
     start = time.perf_counter()
     cohort = _as_cohort(data, tuple(features))
+    if isinstance(rule, NeuralRule):
+        rule = rule.copy()  # trained in place below: never the caller's object
+        rule.network.to(cohort.features.dtype)
     theta = Theta(rule, cohort, config)
-    objective = _Objective(rule, theta, cohort, config)
+    objective = _Objective(rule, theta, cohort, config, seed=seed)
     trace, converged, n_steps = _optimize(objective, config, progress)
     cov, names = np.zeros((0, 0)), ()
     if config.param_posterior == "laplace" and theta.laplace_leaves():
@@ -282,6 +354,8 @@ def _result(rule: LearningRule | None, cohort: CohortTensors, theta: Theta, post
     wcov = post.cov.numpy() * valid[..., None, None]
     sd = np.sqrt(np.clip(np.diagonal(wcov, axis1=-2, axis2=-1), 0, None))
     table = parameter_table(theta, cov, names, level=config.band_level)
+    neural = isinstance(rule, NeuralRule)
+    state = {k: v.detach().cpu().numpy().copy() for k, v in rule.state_dict().items()} if neural else {}
     return FitResult(
         rule_name="RandomWalk" if rule is None else rule.name, feature_names=tuple(cohort.feature_names),
         subjects=tuple(cohort.subjects), weights_mean=mean, weights_sd=sd, weights_cov=wcov, valid=valid,
@@ -290,4 +364,5 @@ def _result(rule: LearningRule | None, cohort: CohortTensors, theta: Theta, post
         sigma_init=hyper.sigma_init.numpy(), init_mean=hyper.init_mean.numpy(),
         params={k: v.numpy() for k, v in hyper.params.items()}, param_names=names, param_cov=cov,
         param_table=table, elbo_trace=np.asarray(trace), elbo=trace[-1], converged=converged, n_steps=n_steps,
-        elapsed_s=elapsed, band_level=config.band_level)
+        elapsed_s=elapsed, band_level=config.band_level, rule_config=rule.config.to_dict() if neural else None,
+        rule_state=state)

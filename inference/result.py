@@ -13,7 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy.stats import norm
+
+from learnrules.models.neural import NeuralRule, neural_rule_from_config
 
 __all__ = ["FitResult"]
 
@@ -67,6 +70,11 @@ class FitResult:
     elapsed_s : float
     band_level : float
         Probability mass of the credible bands and intervals.
+    rule_config : dict or None
+        For a neural rule: its :class:`~learnrules.models.neural.NeuralRuleConfig` as a dict (JSON-friendly).
+    rule_state : dict of str to ndarray
+        For a neural rule: the trained network's state dict (NumPy arrays); empty otherwise. Rebuild the
+        trained rule with :meth:`neural_rule`.
     """
 
     rule_name: str
@@ -91,6 +99,20 @@ class FitResult:
     n_steps: int = 0
     elapsed_s: float = 0.0
     band_level: float = 0.9
+    rule_config: dict | None = None
+    rule_state: dict = field(default_factory=dict)
+
+    def neural_rule(self) -> NeuralRule | None:
+        """Return the trained neural rule (a new object), or None when the fit was not of a neural rule."""
+        if self.rule_config is None:
+            return None
+        state = {k: torch.as_tensor(np.asarray(v)) for k, v in self.rule_state.items()}
+        rule = neural_rule_from_config(self.rule_config)
+        floats = [t for t in state.values() if t.is_floating_point()]
+        if floats:  # rebuild in the trained dtype so the round trip is exact
+            rule.network.to(floats[0].dtype)
+        rule.load_state_dict(state)
+        return rule
 
     @property
     def lengths(self) -> np.ndarray:
@@ -128,11 +150,13 @@ class FitResult:
         meta = {name: getattr(self, name) for name in _META}
         meta.update(feature_names=list(self.feature_names), subjects=list(self.subjects),
                     param_names=list(self.param_names), param_keys=list(self.params),
-                    param_table=self.param_table.to_dict(orient="list"))
+                    param_table=self.param_table.to_dict(orient="list"), rule_config=self.rule_config,
+                    rule_state_keys=list(self.rule_state))
         arrays = {name: np.asarray(getattr(self, name)) for name in _ARRAYS}
         if self.sigma_session is not None:
             arrays["sigma_session"] = np.asarray(self.sigma_session)
         arrays.update({f"param__{k}": np.asarray(v) for k, v in self.params.items()})
+        arrays.update({f"rule_state__{k}": np.asarray(v) for k, v in self.rule_state.items()})
         with path.open("wb") as handle:
             np.savez_compressed(handle, meta=np.array(json.dumps(meta)), **arrays)
         return path
@@ -145,8 +169,10 @@ class FitResult:
             arrays = {name: npz[name] for name in _ARRAYS}
             session = npz["sigma_session"] if "sigma_session" in npz else None
             params = {k: npz[f"param__{k}"] for k in meta["param_keys"]}
+            state = {k: npz[f"rule_state__{k}"] for k in meta.get("rule_state_keys", [])}
         table = pd.DataFrame(meta["param_table"], columns=list(meta["param_table"]) or None)
         kwargs = {f.name: meta[f.name] for f in fields(cls) if f.name in _META}
         kwargs.update(feature_names=tuple(meta["feature_names"]), subjects=tuple(meta["subjects"]),
                       param_names=tuple(meta["param_names"]))
-        return cls(**kwargs, **arrays, sigma_session=session, params=params, param_table=table)
+        return cls(**kwargs, **arrays, sigma_session=session, params=params, param_table=table,
+                   rule_config=meta.get("rule_config"), rule_state=state)

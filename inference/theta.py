@@ -10,6 +10,7 @@ from torch.distributions import Normal, Transform, biject_to, transforms
 
 from learnrules.inference.vi import Hyper
 from learnrules.models.inputs import CohortTensors
+from learnrules.models.neural import rule_network
 from learnrules.models.rule import LearningRule
 
 __all__ = ["Theta"]
@@ -21,7 +22,9 @@ class Theta:
     Parameters
     ----------
     rule : LearningRule or None
-        The rule whose declared parameters (constraints, default priors) are fitted.
+        The rule whose declared parameters (constraints, default priors) are fitted. For a neural rule the
+        tensors of its network (``rule.network``, shared by all animals, no prior) are leaves too: pass a copy,
+        the optimizer updates them in place.
     data : CohortTensors
         The cohort (for shapes and feature names).
     config : FitConfig
@@ -49,6 +52,9 @@ class Theta:
             self.transforms[name] = transform
             self.priors[name] = Normal(centre, torch.tensor(float(spec.prior_scale), dtype=dtype))
             self.per_feature[name] = spec.per_feature
+        network = None if rule is None else rule_network(rule)
+        self.network_leaves: list[Tensor] = [] if network is None else [
+            p for p in network.parameters() if p.requires_grad]
 
     def hyper(self) -> Hyper:
         """Return the constrained hyperparameters (differentiable in the leaves)."""
@@ -57,7 +63,11 @@ class Theta:
         return Hyper(self.log_sigma.exp(), session, self.sigma_init, self.init_mean, params)
 
     def leaves(self) -> list[Tensor]:
-        """Return the tensors the optimizer updates."""
+        """Return the tensors the optimizer updates (hyperparameters first, then network tensors)."""
+        return self.hyper_leaves() + self.network_leaves
+
+    def hyper_leaves(self) -> list[Tensor]:
+        """Return the learned noise, initial-weight and rule-parameter tensors (no network tensors)."""
         tensors = [self.log_sigma, self.log_sigma_session, self.init_mean, *self.rule_u.values()]
         return [t for t in tensors if t is not None and t.requires_grad]
 

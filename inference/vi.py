@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from learnrules.inference.banded import BlockTridiagonal, factor
-from learnrules.models.dynamics import is_random_walk, linearized_drift, transition_sd
+from learnrules.models.dynamics import is_random_walk, linearized_drift, rule_contexts, transition_sd
 from learnrules.models.glm import expected_log_likelihood
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule
@@ -98,12 +98,16 @@ class _Linear:
     log_var: Tensor  # log s_{t+1}^2 on real transitions, 0 on padding
 
 
-def linearize(rule: LearningRule | None, hyper: Hyper, data: CohortTensors, mean: Tensor) -> _Linear:
-    """Linearize the dynamics around ``mean`` (differentiable in ``hyper``)."""
+def linearize(rule: LearningRule | None, hyper: Hyper, data: CohortTensors, mean: Tensor, *,
+              contexts: Tensor | None = None) -> _Linear:
+    """Linearize the dynamics around ``mean`` (differentiable in ``hyper`` and a neural rule's network).
+
+    ``contexts`` may pass the rule's precomputed data-only contexts (see :func:`rule_contexts`).
+    """
     if is_random_walk(rule):
         amat, resid = None, mean[:, 1:] - mean[:, :-1]
     else:
-        f, jac = linearized_drift(rule, hyper.params, data, mean)
+        f, jac = linearized_drift(rule, hyper.params, data, mean, contexts=contexts)
         amat = torch.eye(mean.shape[-1], dtype=mean.dtype) + jac[:, :-1]
         resid = mean[:, 1:] - mean[:, :-1] - f[:, :-1]
     sd = transition_sd(hyper.sigma, hyper.sigma_session, data.session_start)
@@ -184,14 +188,14 @@ def _bernoulli_terms(data: CohortTensors, mean: Tensor, cov: Tensor, n_points: i
 
 
 def _exact_gradient(rule: LearningRule | None, hyper: Hyper, data: CohortTensors, mean: Tensor, cov: Tensor,
-                    cross: Tensor, slope: Tensor) -> Tensor:
+                    cross: Tensor, slope: Tensor, contexts: Tensor | None = None) -> Tensor:
     """Gradient of the ELBO in the mean, including the dependence of the linearization on the mean.
 
     With it the fixed point is a stationary point of the ELBO, so the envelope gradient in theta is exact.
     """
     with torch.enable_grad():
         m = mean.detach().requires_grad_(True)
-        lin = linearize(rule, hyper, data, m)
+        lin = linearize(rule, hyper, data, m, contexts=contexts)
         zero = m.new_zeros(m.shape[0])
         value = elbo(hyper, data, m, cov, cross, zero, lin, likelihood=zero).sum()
         grad = torch.autograd.grad(value, m)[0]
@@ -270,7 +274,8 @@ def _update_chunk(rule: LearningRule | None, hyper: Hyper, data: CohortTensors, 
         best = None
     else:
         mean, cov = start.mean, start.cov
-    lin = linearize(rule, hyper, data, mean)
+    ctx = None if is_random_walk(rule) else rule_contexts(rule, hyper.params, data)  # once: data-only
+    lin = linearize(rule, hyper, data, mean, contexts=ctx)
     lik, slope, curvature = _bernoulli_terms(data, mean, cov, n_points)
     cross = cov[:, 1:] * 0 if start is None else start.cross
     if start is not None:
@@ -282,13 +287,13 @@ def _update_chunk(rule: LearningRule | None, hyper: Hyper, data: CohortTensors, 
         if lin.amat is None:
             grad = _gradient(hyper, data, mean, lin, slope)
         else:
-            grad = _exact_gradient(rule, hyper, data, mean, cov, cross, slope)
+            grad = _exact_gradient(rule, hyper, data, mean, cov, cross, slope, ctx)
         step = fac.solve(grad)
         new_cov, cross = fac.selected_inverse()
         logdet = fac.logdet()
         for _ in range(8):  # damping: halve the mean step until the ELBO does not drop
             new_mean = mean + step
-            new_lin = linearize(rule, hyper, data, new_mean)
+            new_lin = linearize(rule, hyper, data, new_mean, contexts=ctx)
             new_terms = _bernoulli_terms(data, new_mean, new_cov, n_points)
             value = elbo(hyper, data, new_mean, new_cov, cross, logdet, new_lin, likelihood=new_terms[0])
             total = value.sum()

@@ -67,7 +67,9 @@ def transition_sd(sigma: Tensor, sigma_session: Tensor | None, session_start: Te
 
 
 def rule_contexts(rule: LearningRule, params: Params, data: CohortTensors) -> Tensor:
-    """Return the rule's data-only contexts ``(animals, T, C)``."""
+    """Return the rule's data-only contexts ``(animals, T, C)`` (empty, without a loop, when ``C = 0``)."""
+    if not rule.context_size:
+        return data.features.new_zeros(*data.features.shape[:-1], 0)
     return rule.contexts(params, data.features, data.choice, data.reward)
 
 
@@ -87,8 +89,10 @@ def drift_sequence(rule: LearningRule | None, params: Params, data: CohortTensor
 
 
 def linearized_drift(rule: LearningRule | None, params: Params, data: CohortTensors, weights: Tensor, *,
-                     step: float = 1e-5) -> tuple[Tensor, Tensor]:
+                     step: float = 1e-5, contexts: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Return the drift at ``weights`` and its Jacobian ``df/dw`` (central differences).
+
+    ``contexts`` may pass precomputed :func:`rule_contexts` (they depend on the data and the rule only).
 
     Returns
     -------
@@ -99,7 +103,8 @@ def linearized_drift(rule: LearningRule | None, params: Params, data: CohortTens
     k = weights.shape[-1]
     if is_random_walk(rule):
         return torch.zeros_like(weights), weights.new_zeros(*weights.shape, k)
-    contexts = rule_contexts(rule, params, data)
+    if contexts is None:
+        contexts = rule_contexts(rule, params, data)
     f = drift_sequence(rule, params, data, weights, contexts)
     eye = torch.eye(k, dtype=weights.dtype) * step
     columns = [(drift_sequence(rule, params, data, weights + eye[j], contexts)
