@@ -21,6 +21,8 @@ from learnrules.models.dynamics import DynamicsConfig
 from learnrules.models.inputs import CohortTensors
 from learnrules.other_rules import AsymmetricReinforce, DeltaRule, ReinforceBaseline
 
+from report import markdown
+
 RESULTS = Path(__file__).with_name("results")
 SIGMA = (0.02, 0.02)
 CASES = {
@@ -78,14 +80,6 @@ def recover(name, n_animals, n_trials, seed=0):
                      "rel_error": abs(row["mean"] - true) / abs(true), "fit_s": elapsed, "steps": res.n_steps,
                      "converged": res.converged})
     return rows
-
-
-def markdown(frame):
-    def cell(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-    head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    return "\n".join([head, rule, *("| " + " | ".join(cell(v) for v in row) + " |" for row in frame.values)])
 
 
 def main(n_animals=20, n_trials=5000):

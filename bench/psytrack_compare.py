@@ -19,18 +19,9 @@ from learnrules.behavior import load_psytrack_rat
 from learnrules.inference.fit import FitConfig, fit
 from learnrules.models.dynamics import DynamicsConfig
 
+from report import markdown
+
 RESULTS = Path(__file__).with_name("results")
-
-
-def markdown(frame: pd.DataFrame) -> str:
-    """Render a frame as a GitHub markdown table (no tabulate dependency)."""
-    def cell(v):
-        return f"{v:.6g}" if isinstance(v, float) else str(v)
-    head = "| " + " | ".join([""] + [str(c) for c in frame.columns]) + " |"
-    rule = "|" + "---|" * (len(frame.columns) + 1)
-    body = ["| " + " | ".join([str(i)] + [cell(v) for v in row]) + " |"
-            for i, row in zip(frame.index, frame.values, strict=True)]
-    return "\n".join([head, rule, *body])
 
 
 def load_w053():
@@ -76,7 +67,7 @@ def main():
     show.columns = [f"fit ({p} hyper-posterior)" for p in table["hyperparameter_posterior"]]
     text = ("# Random walk on rat W053 vs psytrack.hyperOpt (same run, torch 1 thread)\n\n"
             "Targets: corr >= 0.99, sigma within x1.5, ELBO within 0.5% of psytrack's log evidence, "
-            "posterior SD within 20% on average, >= 10x faster.\n\n" + markdown(show) + "\n")
+            "posterior SD within 20% on average, >= 10x faster.\n\n" + markdown(show, index=True, digits=6) + "\n")
     (RESULTS / "psytrack_compare.md").write_text(text)
     print(text)
 

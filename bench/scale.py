@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from report import markdown
+
 RESULTS = Path(__file__).with_name("results")
 SIZES = [(5, 2000), (5, 20000), (50, 20000)]
 
@@ -55,14 +57,6 @@ def one(n_animals, n_trials):
                       "sigma_bias": float(res.sigma[0]), "sigma_stimulus": float(res.sigma[1]),
                       "true_sigma_bias": sigma[0], "true_sigma_stimulus": sigma[1],
                       "corr_stimulus_weight": float(corr)}))
-
-
-def markdown(frame):
-    def cell(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-    head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    return "\n".join([head, rule, *("| " + " | ".join(cell(v) for v in row) + " |" for row in frame.values)])
 
 
 def main():

@@ -16,16 +16,10 @@ import torch
 from learnrules.other_rules import RULES, make_rule
 from learnrules.synthetic import simulate_cohort
 
+from report import markdown
+
 N_ANIMALS, N_TRIALS, BUDGET_S = 100, 10_000, 10.0
 OUT = Path(__file__).resolve().parent / "results"
-
-
-def markdown(frame: pd.DataFrame) -> str:
-    """Render a frame as a GitHub table (no tabulate dependency)."""
-    head = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
 
 
 def main() -> None:

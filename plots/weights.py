@@ -38,7 +38,7 @@ def _session_starts(frame: pd.DataFrame) -> np.ndarray:
 
 def plot_weights(weights_table: pd.DataFrame, *, subject: str | None = None,
                  features: Sequence[str] | None = None, true_weights: np.ndarray | None = None,
-                 path: str | Path | None = None) -> Figure:
+                 true_label: str = "true", path: str | Path | None = None) -> Figure:
     """Plot one animal's weight trajectories with credible bands and session boundaries.
 
     Parameters
@@ -52,6 +52,8 @@ def plot_weights(weights_table: pd.DataFrame, *, subject: str | None = None,
         Features to plot, one panel each (default: all, in table order).
     true_weights : ndarray, shape (T, len(features)), optional
         Ground truth to overlay (dashed), columns in ``features`` order, rows indexed by trial.
+    true_label : str
+        Legend label of the overlay (e.g. ``"psytrack"`` when it is another method's estimate).
     path : str or Path, optional
         Save the figure there (PNG, PDF, ... by suffix).
 
@@ -77,7 +79,7 @@ def plot_weights(weights_table: pd.DataFrame, *, subject: str | None = None,
         ax.plot(trial, f["mean"].to_numpy(float), color="C0", label="posterior mean")
         if true_weights is not None:
             truth = np.asarray(true_weights, dtype=float)[:, i]
-            ax.plot(np.arange(len(truth)), truth, "--", color="k", linewidth=1.0, label="true")
+            ax.plot(np.arange(len(truth)), truth, "--", color="k", linewidth=1.0, label=true_label)
         if len(starts):
             ax.vlines(starts, 0, 1, transform=ax.get_xaxis_transform(), colors="0.6", linestyles=":",
                       linewidth=0.8)
