@@ -1,32 +1,192 @@
-"""Command line: ``learnrules <command>``. It only parses arguments and calls the library."""
+"""Command line: ``learnrules <command>``. It only parses arguments and calls the library.
+
+Bad input (a malformed table, a missing file, an unknown rule or feature) ends with one line on stderr,
+``learnrules: error: ...``, and exit code 2; anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from learnrules import __version__
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+_EPILOG = """examples:
+  learnrules demo                                      # the whole pipeline on the embedded example (~5 min)
+  learnrules simulate --rule reinforce --animals 5 --trials 2000 --seed 1 --out sim.csv
+  learnrules fit sim.csv --rule reinforce-baseline --features bias,stimulus --out fit_rb
+  learnrules fit trials.parquet --rule mlp --budget 300 --out fit_mlp
+  learnrules compare sim.csv --rules zero,reinforce,reinforce-baseline,mlp --folds 5 --out cmp
+  learnrules recover --rule reinforce-baseline --animals 8 --trials 3000 --seed 0 --out rec
+
+run 'learnrules COMMAND --help' for the options of a command."""
+
+_USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+                FloatingPointError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: ``learnrules: error: ...`` and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print a one-line error (no usage block) and exit with status 2."""
+        self.exit(2, f"learnrules: error: {message} (see '{self.prog} --help')\n")
+
+
+def _rule_help() -> str:
+    from learnrules.workflow import RULE_NAMES
+
+    return "learning rule: " + ", ".join(RULE_NAMES) + " (zero = random walk, as PsyTrack)"
+
+
+def _common(p: argparse.ArgumentParser, *, seed: int | None = 0) -> None:
+    p.add_argument("--seed", type=int, default=seed, help=f"random seed (default {seed})")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.add_argument("--verbose", "-v", action="store_true", help="log progress messages to stderr")
+
+
+def _fitting(p: argparse.ArgumentParser, *, draws: bool = True) -> None:
+    p.add_argument("--features", default="bias,stimulus",
+                   help="comma-separated GLM features: bias, stimulus, stimulus_left, stimulus_right, prev_choice, "
+                        "prev_reward, prev_answer or a column of the table (default bias,stimulus)")
+    p.add_argument("--budget", type=float, default=120.0,
+                   help="wall-time budget of each neural-rule (mlp, gru) fit in seconds (default 120)")
+    p.add_argument("--max-steps", type=int, default=200,
+                   help="maximum hyperparameter steps of a variational fit (default 200)")
+    if draws:
+        p.add_argument("--draws", type=int, default=100, help="posterior draws in posterior.nc (default 100)")
+
+
+def _table_input(p: argparse.ArgumentParser) -> None:
+    p.add_argument("table", help="trial table: CSV or Parquet (IBL ALF or 0/1 coding; see README 'Data')")
+    p.add_argument("--nogo", choices=("drop", "missing"), default="drop",
+                   help="IBL no-go trials (choice 0): drop them, or keep them as missing choices")
+
+
+def _add_fit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fit", help="fit one learning rule to a trial table",
+                       description="Fit one learning rule; write posterior.nc, weights.csv, summary.json, fit.npz, "
+                                   "figures/ into --out.",
+                       epilog="example: learnrules fit trials.csv --rule reinforce-baseline --out fit_rb")
+    _table_input(p)
+    p.add_argument("--rule", default="reinforce-baseline", help=_rule_help() + " (default reinforce-baseline)")
+    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument("--heldout", action="store_true",
+                   help="also score held-out sessions by cross-validation (--folds refits)")
+    p.add_argument("--folds", type=int, default=3, help="folds of --heldout (default 3)")
+    _fitting(p)
+    _common(p)
+
+
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("simulate", help="simulate animals learning an IBL-like task with a known rule",
+                       description="Simulate a cohort; write TABLE.csv, TABLE.weights.csv (true weights and "
+                                   "updates) and TABLE.json (rule, parameters, seed).",
+                       epilog="example: learnrules simulate --rule reinforce --animals 5 --trials 2000 --out sim.csv")
+    p.add_argument("--rule", default="reinforce-baseline", help="a parametric rule (default reinforce-baseline)")
+    p.add_argument("--animals", type=int, default=5, help="number of animals (default 5)")
+    p.add_argument("--trials", type=int, default=2000, help="trials per animal (default 2000)")
+    p.add_argument("--sigma", type=float, default=0.02, help="weight noise sd per trial (default 0.02)")
+    p.add_argument("--features", default="bias,stimulus", help="GLM features of the agents (default bias,stimulus)")
+    p.add_argument("--coding", choices=("binary", "ibl"), default="binary",
+                   help="choice coding of the table: binary (1 = right) or ibl (ALF: -1 = right)")
+    p.add_argument("--out", required=True, help="output CSV file")
+    _common(p)
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="compare rules by cross-validated held-out log-likelihood",
+                       description="Cross-validate rules (held-out animals or sessions); write crossval.csv, "
+                                   "compare.csv, summary.json and figures/comparison.png into --out.",
+                       epilog="example: learnrules compare trials.csv --rules zero,reinforce-baseline,mlp --out cmp")
+    _table_input(p)
+    p.add_argument("--rules", default="zero,reinforce-baseline,mlp,gru", help="comma-separated rules")
+    p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    p.add_argument("--scheme", choices=("animals", "sessions"), default="animals",
+                   help="hold out whole animals (Liu et al.) or sessions within animals (default animals)")
+    p.add_argument("--out", required=True, help="output folder (created)")
+    _fitting(p, draws=False)
+    _common(p)
+
+
+def _add_recover(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("recover", help="simulate with a known rule, fit, and score the recovery",
+                       description="Simulate, fit, and score: trajectory correlation, parameter interval coverage, "
+                                   "update error, held-out gap to the true rule; writes fit outputs + recovery.json.",
+                       epilog="example: learnrules recover --rule reinforce --fit-rule mlp --out rec")
+    p.add_argument("--rule", default="reinforce-baseline", help="true (simulated) parametric rule")
+    p.add_argument("--fit-rule", default=None, help="rule to fit (default: the true rule)")
+    p.add_argument("--animals", type=int, default=5, help="number of animals (default 5)")
+    p.add_argument("--trials", type=int, default=2000, help="trials per animal (default 2000)")
+    p.add_argument("--sigma", type=float, default=0.02, help="weight noise sd per trial (default 0.02)")
+    p.add_argument("--out", required=True, help="output folder (created)")
+    _fitting(p)
+    _common(p)
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the whole pipeline on the embedded example data (~5 minutes)",
+                       description="Fit the random walk, REINFORCE+baseline and an MLP rule to the embedded "
+                                   "example cohort, compare them on held-out animals, write figures and posteriors.",
+                       epilog="example: learnrules demo --out demo_output")
+    p.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
+    p.add_argument("--budget", type=float, default=60.0, help="seconds per MLP fit (default 60)")
+    p.add_argument("--draws", type=int, default=40, help="posterior draws in each posterior.nc (default 40)")
+    _common(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``learnrules`` command."""
-    parser = argparse.ArgumentParser(prog="learnrules", description=__doc__)
+    parser = _Parser(prog="learnrules", description="Infer animals' learning rules from their choices.",
+                     epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"learnrules {__version__}")
-    parser.add_subparsers(dest="command")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_fit, _add_simulate, _add_compare, _add_recover, _add_demo):
+        add(sub)
+    for p in sub.choices.values():
+        p.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
 
+def _handler(command: str) -> Callable[[argparse.Namespace], int]:
+    from learnrules import commands, demo
+
+    return {"fit": commands.cmd_fit, "simulate": commands.cmd_simulate, "compare": commands.cmd_compare,
+            "recover": commands.cmd_recover, "demo": demo.cmd_demo}[command]
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, FileNotFoundError) and err.filename:
+        text = f"no such file: {err.filename}"
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line and return the exit code."""
+    """Run the command line and return the exit code (0 ok, 2 bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    return 0
+    import torch
+
+    torch.set_default_dtype(torch.float64)  # the application's choice: fits and networks in double precision
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _handler(args.command)(args)
+    except _USER_ERRORS as err:
+        sys.stderr.write(f"learnrules: error: {_one_line(err)}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("learnrules: interrupted\n")
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,222 @@
+"""The ``fit``, ``simulate``, ``compare`` and ``recover`` commands.
+
+Each takes parsed options, calls the library, writes its outputs and prints a short table. Argument parsing
+lives in :mod:`learnrules.cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from learnrules.behavior.load import load_trials
+from learnrules.behavior.trials import TrialData
+from learnrules.inference.crossval import compare_table, cross_validate
+from learnrules.inference.evaluate import gaussian_filter_loglik
+from learnrules.inference.fit import FitConfig
+from learnrules.models.inputs import CohortTensors
+from learnrules.other_rules.registry import RULES, make_rule
+from learnrules.outputs import write_fit, write_json
+from learnrules.synthetic.cohort import SimulatedCohort, simulate_cohort
+from learnrules.synthetic.recovery import trajectory_correlation, update_rmse, visited_states
+from learnrules.workflow import RULE_NAMES, FitPredictor, FittedModel, fit_model, parse_list, score_summary
+
+__all__ = ["cmd_compare", "cmd_fit", "cmd_recover", "cmd_simulate", "emit", "progress_flag", "run_compare"]
+
+logger = logging.getLogger(__name__)
+
+
+def emit(text: str) -> None:
+    """Write command output (tables, where files went) to stdout."""
+    sys.stdout.write(text.rstrip("\n") + "\n")
+
+
+def progress_flag(args: argparse.Namespace) -> bool | None:
+    """Progress bars: off with ``--quiet``, else on when stderr is a terminal."""
+    return False if args.quiet else None
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def _load(args: argparse.Namespace) -> TrialData:
+    return load_trials(args.table, nogo=args.nogo)
+
+
+def _fit(data: TrialData, name: str, args: argparse.Namespace, features: Sequence[str], *,
+         intervals: bool = True) -> FittedModel:
+    if args.max_steps < 1:
+        raise ValueError(f"--max-steps must be >= 1, got {args.max_steps}")
+    return fit_model(data, name, features=features, seed=args.seed, budget_s=args.budget,
+                     config=FitConfig(max_steps=args.max_steps, param_posterior="laplace" if intervals else "none"),
+                     progress=progress_flag(args))
+
+
+def run_compare(data: TrialData, rules: Sequence[str], args: argparse.Namespace, features: Sequence[str], *,
+                scheme: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cross-validate ``rules`` on ``data``; return the per-animal table and the comparison table."""
+    fit_fns = {name: (lambda train, name=name: FitPredictor(_fit(train, name, args, features, intervals=False)))
+               for name in rules}
+    cv = cross_validate(data, fit_fns, scheme=scheme, k=args.folds, seed=args.seed)
+    return cv, compare_table(cv)
+
+
+def _fit_lines(model: FittedModel, data: TrialData, out: Path) -> str:
+    res = model.result
+    head = pd.DataFrame([{"rule": model.name, "method": model.method, "animals": data.n_animals,
+                          "trials": data.n_trials, "ELBO/trial": res.elbo / max(data.n_trials, 1),
+                          "steps": res.n_steps, "seconds": res.elapsed_s}])
+    lines = [_table(head)]
+    if not res.parameters.empty:
+        lines += ["", _table(res.parameters)]
+    if model.note:
+        lines += ["", f"note: {model.note}"]
+    return "\n".join(lines + ["", f"outputs in {out}/"])
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Fit one rule to a trial table and write its outputs."""
+    features = parse_list(args.features, what="feature")
+    data = _load(args)
+    model = _fit(data, args.rule, args, features)
+    heldout = None
+    if args.heldout:
+        _, table = run_compare(data, [args.rule], args, features, scheme="sessions")
+        heldout = {"scheme": "sessions", "folds": args.folds, **table.iloc[0].drop(["rule", "rank"]).to_dict()}
+    out = Path(args.out)
+    write_fit(model, data, out, seed=args.seed, n_draws=args.draws, heldout=heldout)
+    emit(_fit_lines(model, data, out))
+    if heldout is not None:
+        emit(f"held-out sessions ({args.folds} folds): {heldout['nats_per_trial']:.4f} nats/trial, "
+             f"accuracy {heldout['accuracy']:.3f}")
+    return 0
+
+
+def _weights_frame(cohort: SimulatedCohort) -> pd.DataFrame:
+    """Tidy true weights and rule updates: subject, trial, feature, weight, update."""
+    a, t, k = cohort.weights.shape
+    return pd.DataFrame({
+        "subject": np.repeat(np.asarray(cohort.subjects, dtype=object), t * k),
+        "trial": np.tile(np.repeat(np.arange(t), k), a),
+        "feature": np.tile(np.asarray(cohort.feature_names, dtype=object), a * t),
+        "weight": cohort.weights.reshape(-1), "update": cohort.updates.reshape(-1)})
+
+
+def _simulate(args: argparse.Namespace, features: Sequence[str], *, seed: int | None) -> SimulatedCohort:
+    if args.rule not in RULES:
+        raise ValueError(f"rule {args.rule!r} cannot simulate; use one of {', '.join(RULES)}")
+    if args.animals < 1 or args.trials < 2:
+        raise ValueError(f"--animals must be >= 1 and --trials >= 2, got {args.animals} and {args.trials}")
+    return simulate_cohort(make_rule(args.rule), n_animals=args.animals, n_trials=args.trials, sigma=args.sigma,
+                           features=features, seed=seed, dtype=torch.float64)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Simulate a cohort and write its trial table, true weights and metadata."""
+    features = parse_list(args.features, what="feature")
+    cohort = _simulate(args, features, seed=args.seed)
+    out = Path(args.out)
+    if out.suffix.lower() != ".csv":
+        raise ValueError(f"--out must name a .csv file, got {str(out)!r}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = cohort.to_ibl_table() if args.coding == "ibl" else cohort.table
+    table.to_csv(out, index=False)
+    side = out.with_name(out.stem + ".weights.csv")
+    _weights_frame(cohort).to_csv(side, index=False)
+    meta = out.with_name(out.stem + ".json")
+    write_json(meta, {"rule": args.rule, "params": cohort.params, "sigma": cohort.sigma, "seed": args.seed,
+                      "features": list(features), "n_animals": args.animals, "n_trials": args.trials,
+                      "coding": args.coding, "accuracy": float(cohort.table["reward"].mean())})
+    emit(f"simulated {args.animals} animals x {args.trials} trials with {args.rule} "
+         f"(accuracy {cohort.table['reward'].mean():.3f})\ntrials: {out}\ntrue weights: {side}\nmetadata: {meta}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Cross-validate several rules on a trial table and write the comparison."""
+    from learnrules.plots import plot_comparison
+
+    features = parse_list(args.features, what="feature")
+    rules = parse_list(args.rules, what="rule", allowed=RULE_NAMES)
+    data = _load(args)
+    cv, table = run_compare(data, rules, args, features, scheme=args.scheme)
+    out = Path(args.out)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    cv.to_csv(out / "crossval.csv", index=False)
+    table.to_csv(out / "compare.csv", index=False)
+    plot_comparison(table, path=out / "figures" / "comparison.png")
+    write_json(out / "summary.json", {"scheme": args.scheme, "folds": args.folds, "seed": args.seed,
+                                      "features": list(features), "comparison": table.to_dict(orient="records")})
+    emit(_table(table[["rule", "rank", "nats_per_trial", "se", "bits_per_trial", "accuracy", "diff_vs_best",
+                       "p_value"]]))
+    emit(f"\nheld-out {args.scheme}, {args.folds} folds; outputs in {out}/")
+    return 0
+
+
+def _recovery_scores(cohort: SimulatedCohort, model: FittedModel, fresh: SimulatedCohort, args: argparse.Namespace
+                     ) -> dict[str, Any]:
+    """Trajectory correlation, parameter coverage, update error and held-out gap to the oracle."""
+    res, names = model.result, cohort.feature_names
+    corr = trajectory_correlation(cohort.weights, res.weights_mean)
+    scores: dict[str, Any] = {"trajectory_correlation": dict(zip(names, corr.tolist(), strict=True))}
+    rule = model.scoring_rule
+    prm = {} if model.method == "rollout" else {k: torch.as_tensor(np.asarray(v, float)) for k, v in res.params.items()}
+
+    def update(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        context = rule.init_context(prm, (w.shape[0],), w.shape[1]).to(w.dtype)  # history rules: initial state
+        with torch.no_grad():
+            return rule.drift(prm, w, x, y, r, context)
+
+    err = update_rmse(cohort.rule, cohort.params, update, visited_states(cohort, seed=args.seed),
+                      feature_names=names)
+    scores["update_relative_rmse"] = err.relative_rmse
+    truth = []
+    for row in res.parameters.itertuples():
+        if row.parameter in cohort.params:
+            value = np.atleast_1d(cohort.params[row.parameter])
+            true = float(value[names.index(row.feature)] if row.feature in names and value.size > 1 else value[0])
+            truth.append({"parameter": row.parameter, "feature": row.feature, "true": true, "mean": row.mean,
+                          "lower": row.lower, "upper": row.upper, "covered": bool(row.lower <= true <= row.upper)})
+    scores["parameters"] = truth
+    test = load_trials(fresh.table)
+    oracle = gaussian_filter_loglik(CohortTensors.from_trials(test, names), cohort.rule, cohort.params,
+                                    sigma=cohort.sigma, init_mean=0.0, init_sd=0.5)
+    fitted = FitPredictor(model).score(test)
+    scores["heldout_animals"] = {"model": score_summary(fitted), "oracle": score_summary(oracle),
+                                 "gap_nats_per_trial": oracle.nats_per_trial - fitted.nats_per_trial}
+    return scores
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    """Simulate a cohort with a known rule, fit it, and score how well the truth is recovered."""
+    features = parse_list(args.features, what="feature")
+    fit_rule = args.fit_rule or args.rule
+    if fit_rule not in RULE_NAMES:
+        raise ValueError(f"unknown rule {fit_rule!r}; known rules: {', '.join(RULE_NAMES)}")
+    cohort = _simulate(args, features, seed=args.seed)
+    fresh = _simulate(args, features, seed=None if args.seed is None else args.seed + 1)
+    data = load_trials(cohort.table)
+    model = _fit(data, fit_rule, args, features)
+    scores = _recovery_scores(cohort, model, fresh, args)
+    out = Path(args.out)
+    write_fit(model, data, out, seed=args.seed, n_draws=args.draws, truth=(cohort.rule, cohort.params),
+              true_weights=cohort.weights)
+    write_json(out / "recovery.json", {"true_rule": args.rule, "fitted_rule": fit_rule, **scores})
+    emit(_fit_lines(model, data, out))
+    emit("\ntrajectory correlation: " + ", ".join(f"{k} {v:.3f}" for k, v in
+                                                  scores["trajectory_correlation"].items()))
+    if scores["parameters"]:
+        emit(_table(pd.DataFrame(scores["parameters"])))
+    emit(f"update relative RMSE {scores['update_relative_rmse']:.3f} (0 = exact, 1 = no better than no learning)")
+    gap = scores["heldout_animals"]["gap_nats_per_trial"]
+    emit(f"held-out animals: gap to the oracle {gap:.4f} nats/trial (recovery.json)")
+    return 0

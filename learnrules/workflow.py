@@ -1,0 +1,210 @@
+"""Library-level steps behind the command line: build a rule by name, fit it, score held-out data.
+
+Every fit comes back as a :class:`FittedModel` holding a :class:`~learnrules.inference.result.FitResult`,
+whatever the method, so writing outputs, scoring and plotting never branch on it:
+
+- parametric rules and the random walk (``zero``): the structured variational fit
+  (:func:`learnrules.inference.fit`);
+- neural rules (``mlp``, ``gru``): the deterministic rollout fit (sigma = 0, Liu et al. 2025;
+  :func:`learnrules.inference.rollout.fit_rollout`) under a wall-time budget; its rolled-out weights fill
+  the result with zero posterior sd and zero noise.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from learnrules.behavior.trials import TrialData
+from learnrules.inference.evaluate import PredictiveScore, gaussian_filter_loglik
+from learnrules.inference.fit import FitConfig, fit
+from learnrules.inference.result import FitResult
+from learnrules.inference.rollout import RolloutConfig, RolloutResult, fit_rollout, rollout_trajectory
+from learnrules.models.inputs import CohortTensors
+from learnrules.models.neural import GRURule, MLPRule, NeuralRule
+from learnrules.models.rule import LearningRule
+from learnrules.other_rules.registry import RULES, make_rule
+
+__all__ = ["NEURAL_RULES", "RULE_NAMES", "FittedModel", "FitPredictor", "build_rule", "fit_model",
+           "parse_list", "rollout_to_result"]
+
+logger = logging.getLogger(__name__)
+
+NEURAL_RULES = ("mlp", "gru")
+RULE_NAMES = (*RULES, *NEURAL_RULES)
+_DTYPE = torch.float64
+
+
+def parse_list(text: str, *, what: str, allowed: Sequence[str] | None = None) -> tuple[str, ...]:
+    """Split a comma-separated option into names, checking them against ``allowed``.
+
+    Raises
+    ------
+    ValueError
+        If the list is empty, has duplicates, or holds a name outside ``allowed``.
+    """
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise ValueError(f"{what}: empty list {text!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what}: duplicate names in {text!r}")
+    if allowed is not None:
+        bad = [n for n in names if n not in allowed]
+        if bad:
+            raise ValueError(f"unknown {what} {bad[0]!r}; known: {', '.join(allowed)}")
+    return names
+
+
+def build_rule(name: str, n_features: int, *, seed: int | None = None) -> LearningRule | None:
+    """Return the rule called ``name`` (None for ``zero``, the random walk), with default settings."""
+    if name == "zero":
+        return None
+    if name == "mlp":
+        return MLPRule(n_features, seed=seed)
+    if name == "gru":
+        return GRURule(n_features, seed=seed)
+    return make_rule(name)
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """A fitted rule and its posterior summaries.
+
+    Parameters
+    ----------
+    name : str
+        Registry name (``zero``, ``reinforce-baseline``, ``mlp``, ...).
+    rule : LearningRule or None
+        The fitted rule (a trained copy for neural rules; None for the random walk).
+    result : FitResult
+        Weights, parameters, noise, ELBO trace (for rollout fits: the deterministic trajectory).
+    method : {"variational", "rollout"}
+        How it was fitted.
+    note : str
+        Why the fit stopped, or other caveats.
+    """
+
+    name: str
+    rule: LearningRule | None
+    result: FitResult
+    method: str
+    note: str = ""
+
+    @property
+    def scoring_rule(self) -> LearningRule:
+        """The rule to filter or simulate with (the zero rule for the random walk)."""
+        return self.rule if self.rule is not None else make_rule("zero")
+
+
+def rollout_to_result(fitted: RolloutResult, cohort: CohortTensors, *, name: str) -> FitResult:
+    """Express a deterministic rollout fit as a :class:`FitResult` (posterior sd 0, noise 0)."""
+    mask = cohort.observed & cohort.valid
+    with torch.no_grad():
+        weights, _, _ = rollout_trajectory(fitted.rule, fitted.params, cohort.features, cohort.choice,
+                                           cohort.reward, mask, fitted.init_weights)
+    valid = cohort.valid.numpy()
+    mean = weights.numpy() * valid[..., None]
+    k = cohort.n_features
+    loglik = float(fitted.train_loglik.sum())
+    trace = -np.asarray(fitted.losses) * int(mask.sum())  # log-likelihood per epoch (sigma = 0: ELBO = LL)
+    return FitResult(
+        rule_name=name, feature_names=tuple(cohort.feature_names), subjects=tuple(cohort.subjects),
+        weights_mean=mean, weights_sd=np.zeros_like(mean), weights_cov=np.zeros((*mean.shape, k)), valid=valid,
+        session=np.where(valid, np.cumsum(cohort.session_start.numpy(), axis=1) - 1, -1),
+        sigma=np.zeros(k), sigma_session=None, sigma_init=np.zeros(k),
+        init_mean=fitted.init_weights.numpy(), elbo_trace=np.append(trace, loglik), elbo=loglik,
+        converged=fitted.converged, n_steps=fitted.n_steps, elapsed_s=fitted.elapsed_s)
+
+
+def _fit_neural(name: str, cohort: CohortTensors, *, seed: int | None, budget_s: float,
+                progress: bool | None) -> FittedModel:
+    rule = build_rule(name, cohort.n_features, seed=seed)
+    config = RolloutConfig(epochs=10_000, time_budget_s=budget_s, batch_size=None, log_every=20)
+    fitted = fit_rollout(cohort, rule, config=config, seed=seed, progress=progress)
+    logger.info("%s rollout fit: %d epochs, %s", name, fitted.n_steps, fitted.stop_reason)
+    note = f"deterministic rollout fit (sigma = 0), {fitted.n_steps} epochs, stopped by {fitted.stop_reason}"
+    return FittedModel(name, fitted.rule, rollout_to_result(fitted, cohort, name=name), "rollout", note)
+
+
+def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", "stimulus"),
+              seed: int | None = None, budget_s: float = 120.0, config: FitConfig | None = None,
+              progress: bool | None = None) -> FittedModel:
+    """Fit the rule called ``name`` to ``data``.
+
+    Parameters
+    ----------
+    data : TrialData
+        The animals.
+    name : str
+        One of :data:`RULE_NAMES`.
+    features : sequence of str
+        Design-matrix features.
+    seed : int, optional
+        Seed of the fit (and of a neural rule's initialization).
+    budget_s : float
+        Wall-time budget of a neural rule's fit, seconds.
+    config : FitConfig, optional
+        Options of the variational fit.
+    progress : bool, optional
+        Progress bars (None: when stderr is a terminal).
+
+    Returns
+    -------
+    FittedModel
+    """
+    if name not in RULE_NAMES:
+        raise ValueError(f"unknown rule {name!r}; known rules: {', '.join(RULE_NAMES)}")
+    cohort = CohortTensors.from_trials(data, tuple(features), dtype=_DTYPE)
+    if name in NEURAL_RULES:
+        return _fit_neural(name, cohort, seed=seed, budget_s=budget_s, progress=progress)
+    rule = build_rule(name, cohort.n_features)
+    result = fit(cohort, rule=rule, config=config, seed=seed, progress=progress)
+    note = "" if result.converged else f"not converged after {result.n_steps} steps"
+    return FittedModel(name, rule, result, "variational", note)
+
+
+def _initial_prior(result: FitResult) -> tuple[np.ndarray, np.ndarray]:
+    """Return the population mean and sd of the fitted first-trial weights (sd floored: few animals)."""
+    first = result.weights_mean[:, 0]
+    spread = first.std(0, ddof=1) if len(first) > 1 else np.full(first.shape[1], 0.5)
+    return first.mean(0), np.maximum(spread, 0.1)
+
+
+@dataclass(frozen=True)
+class FitPredictor:
+    """Score data one step ahead with a fitted model (the Gaussian assumed-density filter).
+
+    Animals the model was fitted to start from their own posterior of the first weights; new animals
+    start from the population of fitted first weights (mean, sd). The filter then conditions on each
+    observed choice, so held-out sessions of a fitted animal are predicted from everything before them.
+
+    Parameters
+    ----------
+    model : FittedModel
+        The fitted model.
+    """
+
+    model: FittedModel
+
+    def score(self, test: TrialData) -> PredictiveScore:
+        """Return the one-step-ahead predictive score of every observed trial of ``test``."""
+        res = self.model.result
+        cohort = CohortTensors.from_trials(test, res.feature_names, dtype=_DTYPE)
+        pop_mean, pop_sd = _initial_prior(res)
+        own = {s: i for i, s in enumerate(res.subjects)}
+        mean = np.stack([res.weights_mean[own[s], 0] if s in own else pop_mean for s in cohort.subjects])
+        sd = np.stack([res.weights_sd[own[s], 0] if s in own else pop_sd for s in cohort.subjects])
+        params = {} if isinstance(self.model.rule, NeuralRule) else res.params
+        return gaussian_filter_loglik(cohort, self.model.scoring_rule, params, sigma=res.sigma, init_mean=mean,
+                                      init_sd=np.maximum(sd, 1e-6), sigma_session=res.sigma_session)
+
+
+def score_summary(score: PredictiveScore) -> dict[str, float]:
+    """Return nats and bits per trial, accuracy and trial count of a score."""
+    return {"nats_per_trial": score.nats_per_trial, "bits_per_trial": score.nats_per_trial / math.log(2.0),
+            "accuracy": score.accuracy, "n_trials": score.n_trials}
