@@ -1,0 +1,296 @@
+"""Neural learning rules fitted by the structured variational fit: speed, GRU vs MLP, real rat, recovery.
+
+Parts (run one at a time; each replaces its rows of results/neural_vi.csv and re-renders results/neural_vi.md):
+
+- ``speed``: MLP-rule VI fit of 12 simulated noise-free REINFORCE animals x 10,000 trials (4 more held out)
+  under a wall-time budget, then the deterministic truncated-BPTT rollout (Liu et al.'s method, one Adam step
+  per epoch over all animals) in the same run; both scored on the held-out animals by the same rollout
+  protocol (sigma = 0, initial weights = mean of the training animals'). Reports the rollout's time to reach
+  the VI's held-out log-likelihood, or its projected time for 1,000 epochs from the measured epoch time.
+- ``gru``: GRU vs MLP rule (both by VI) on a reward-history-gated cohort and on a REINFORCE cohort: held-out-
+  animal log-likelihood per trial (Gaussian assumed-density filter), paired difference over animals with SE.
+- ``rat``: psytrack's rat W053, held-out sessions (5-fold, masked): MLP, GRU, random walk, REINFORCE+baseline.
+- ``recovery``: MLP by VI on noise-free and sigma = 0.01 REINFORCE and on the asymmetric rule: relative RMSE of
+  the inferred update on the visited states, held-out-animal gap to the oracle.
+
+Usage: python bench/neural_vi.py PART [--budget S] [--animals N] [--trials T]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from learnrules.inference.evaluate import gaussian_filter_loglik
+from learnrules.inference.fit import FitConfig, fit
+from learnrules.inference.result import FitResult
+from learnrules.inference.rollout import RolloutConfig, fit_rollout, predict_heldout
+from learnrules.models.dynamics import DynamicsConfig
+from learnrules.models.inputs import CohortTensors
+from learnrules.models.neural import GRURule, MLPRule
+from learnrules.other_rules import make_rule
+from learnrules.synthetic import simulate_cohort
+
+RESULTS = Path(__file__).parent / "results"
+CSV = RESULTS / "neural_vi.csv"
+logger = logging.getLogger("neural_vi")
+
+
+def vi_config(**kw: object) -> FitConfig:
+    """The VI settings used for neural rules throughout (overridable)."""
+    base = {"dynamics": DynamicsConfig(sigma=0.05, sigma_init=2.0), "optimizer": "adam", "lr": 0.05,
+            "network_lr": 1e-2, "inner_max_iter": 2, "param_posterior": "none", "max_steps": 100_000,
+            "log_every": 25, "window": 25}
+    return FitConfig(**{**base, **kw})
+
+
+def cohort_of(sim, index: np.ndarray) -> CohortTensors:  # noqa: ANN001
+    """Padded tensors of the equal-length simulated animals at ``index``."""
+    a, t = sim.weights.shape[:2]
+    table = sim.table
+    dtype = torch.get_default_dtype()
+
+    def pick(col: str) -> torch.Tensor:
+        return torch.as_tensor(table[col].to_numpy(dtype=float).reshape(a, t)[index], dtype=dtype)
+
+    start = torch.as_tensor((table["trial"].to_numpy() == 0).reshape(a, t)[index])
+    ones = torch.ones(len(index), t, dtype=torch.bool)
+    return CohortTensors(torch.as_tensor(sim.features[index], dtype=dtype), pick("choice"), pick("reward"), ones,
+                         ones.clone(), start, torch.full((len(index),), t), sim.feature_names,
+                         tuple(sim.subjects[i] for i in index))
+
+
+def init_prior(res: FitResult) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out animals' initial-weight prior: mean and spread of the training animals' first weights."""
+    w0 = res.weights_mean[:, 0]
+    return w0.mean(0), np.sqrt(w0.var(0) + (res.weights_sd[:, 0] ** 2).mean(0))
+
+
+def adf_score(res: FitResult, rule, params: dict, test: CohortTensors):  # noqa: ANN001, ANN201
+    """Held-out-animal one-step-ahead score by the Gaussian filter with the fit's noise and start prior."""
+    mean, sd = init_prior(res)
+    return gaussian_filter_loglik(test, rule, params, sigma=res.sigma, init_mean=mean, init_sd=sd)
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mean and SE over animals of the per-animal difference a - b (nats/trial)."""
+    d = np.asarray(a) - np.asarray(b)
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+
+
+def per_animal(score) -> np.ndarray:  # noqa: ANN001
+    """Per-animal log-likelihood per trial of a PredictiveScore."""
+    return score.per_animal()["nats_per_trial"].to_numpy()
+
+
+def part_speed(args: argparse.Namespace) -> list[tuple[str, object]]:
+    """VI vs rollout on 12 x 10,000 noise-free REINFORCE animals (4 held out), same network and run."""
+    truth = make_rule("reinforce")
+    sim = simulate_cohort(truth, n_animals=args.animals + 4, n_trials=args.trials, sigma=0.0, seed=0)
+    train, test = cohort_of(sim, np.arange(args.animals)), cohort_of(sim, np.arange(args.animals, args.animals + 4))
+    hidden = (16, 16)
+    res = fit(train, rule=MLPRule(2, hidden=hidden, seed=0), seed=0,
+              config=vi_config(batch_size=args.batch, time_budget_s=args.budget))
+    vi_rule = res.neural_rule()
+    mean_w0 = torch.as_tensor(res.weights_mean[:, 0].mean(0))
+    vi_roll = predict_heldout(test, vi_rule, {}, init_weights=mean_w0).loglik_per_trial
+    vi_adf = adf_score(res, vi_rule, {}, test).nats_per_trial
+    params = {k: torch.as_tensor(v) for k, v in sim.params.items()}
+    oracle = predict_heldout(test, truth, params, init_weights=torch.zeros(2)).loglik_per_trial
+    logger.info("VI: %.1f s, %d steps, held-out rollout %.5f, ADF %.5f, oracle %.5f", res.elapsed_s, res.n_steps,
+                vi_roll, vi_adf, oracle)
+    cfg = RolloutConfig(epochs=1000, lr=args.rollout_lr, tbptt=100, update="sequence", batch_size=None,
+                        eval_every=2, log_every=10, time_budget_s=args.rollout_budget)
+    ro = fit_rollout(train, MLPRule(2, hidden=hidden, seed=0), config=cfg, validation=test, seed=0, progress=False)
+    tick = time.perf_counter()  # one validation pass, to take the monitoring cost out of the epoch time
+    predict_heldout(test, ro.rule, {}, init_weights=ro.init_weights.mean(0))
+    n_val = len(ro.val_loglik)
+    epoch_s = (ro.elapsed_s - n_val * (time.perf_counter() - tick)) / ro.n_steps
+    val = np.asarray(ro.val_loglik)
+    hit = np.nonzero(val >= vi_roll)[0]
+    reach = f"{(hit[0] + 1) * cfg.eval_every * epoch_s:.1f} (measured)" if len(hit) else \
+        f"not reached in {ro.n_steps} epochs; >= {1000 * epoch_s:.0f} projected for 1000 epochs"
+    ratio = ((hit[0] + 1) * cfg.eval_every * epoch_s if len(hit) else 1000 * epoch_s) / res.elapsed_s
+    return [("cohort", f"{args.animals} train + 4 held-out animals x {args.trials} trials, noise-free REINFORCE "
+                       f"alpha {sim.params['alpha'].tolist()}"),
+            ("network", f"MLP {hidden}, both methods, same initialization"),
+            ("vi_config", f"Adam, batch {args.batch} animals/step, network lr 1e-2, 2 Gauss-Newton iterations/step, "
+                          f"budget {args.budget:.0f} s"),
+            ("vi_wall_s", round(res.elapsed_s, 1)), ("vi_steps", res.n_steps),
+            ("vi_sigma", json.dumps(np.round(res.sigma, 5).tolist())),
+            ("vi_heldout_rollout_ll", vi_roll), ("vi_heldout_adf_ll", vi_adf), ("oracle_heldout_rollout_ll", oracle),
+            ("rollout_config", f"sequence update (one Adam step/epoch, all animals), lr {args.rollout_lr}, tbptt 100,"
+                               f" budget {args.rollout_budget:.0f} s"),
+            ("rollout_epochs_run", ro.n_steps), ("rollout_epoch_s_excl_validation", round(epoch_s, 2)),
+            ("rollout_best_heldout_ll", float(val.max()) if len(val) else float("nan")),
+            ("rollout_time_to_vi_ll_s", reach), ("rollout_1000_epochs_projected_s", round(1000 * epoch_s, 0)),
+            ("speed_ratio_rollout_over_vi", round(ratio, 2))]
+
+
+def fit_vi(train: CohortTensors, rule, budget: float, batch: int | None = None) -> FitResult:  # noqa: ANN001
+    """VI fit of a neural rule under a time budget."""
+    return fit(train, rule=rule, seed=0, config=vi_config(time_budget_s=budget, batch_size=batch))
+
+
+def part_gru(args: argparse.Namespace) -> list[tuple[str, object]]:
+    """GRU vs MLP by VI on a reward-gated cohort and on a REINFORCE cohort (held-out animals, ADF)."""
+    rows: list[tuple[str, object]] = []
+    for name in ("reward-gated", "reinforce"):
+        truth = make_rule(name)
+        sim = simulate_cohort(truth, n_animals=args.animals + 6, n_trials=args.trials, sigma=0.01, seed=1)
+        train = cohort_of(sim, np.arange(args.animals))
+        test = cohort_of(sim, np.arange(args.animals, args.animals + 6))
+        scores = {}
+        for label, rule in (("mlp", MLPRule(2, hidden=(16, 16), seed=0)),
+                            ("gru", GRURule(2, hidden=(16, 16), gru_hidden=8, seed=0))):
+            res = fit_vi(train, rule, args.budget)
+            scores[label] = per_animal(adf_score(res, res.neural_rule(), {}, test))
+            rows.append((f"{name}_{label}_heldout_ll", float(scores[label].mean())))
+            rows.append((f"{name}_{label}_fit", f"{res.n_steps} steps, {res.elapsed_s:.0f} s, sigma "
+                                                f"{np.round(res.sigma, 4).tolist()}"))
+        oracle = gaussian_filter_loglik(test, truth, sim.params, sigma=0.01, init_mean=0.0, init_sd=0.5)
+        rows.append((f"{name}_oracle_heldout_ll", oracle.nats_per_trial))
+        d, se = paired(scores["gru"], scores["mlp"])
+        rows.append((f"{name}_gru_minus_mlp", f"{d:+.5f} +- {se:.5f} (SE over 6 held-out animals)"))
+    rows.append(("gru_cohorts", f"{args.animals} train + 6 held-out animals x {args.trials} trials, sigma 0.01, "
+                                f"budget {args.budget:.0f} s per fit"))
+    return rows
+
+
+def part_rat(args: argparse.Namespace) -> list[tuple[str, object]]:
+    """Held-out sessions of rat W053: MLP, GRU, random walk, REINFORCE+baseline, all by VI and the ADF."""
+    from learnrules.behavior import load_psytrack_rat
+    from learnrules.inference.crossval import session_folds
+
+    data = load_psytrack_rat()
+    features = ("bias", "s1", "s2")
+    folds = session_folds(data, k=args.folds, seed=0)
+    models: dict[str, Callable[[], object]] = {
+        "random walk": lambda: None, "reinforce-baseline": lambda: make_rule("reinforce-baseline"),
+        "mlp": lambda: MLPRule(3, hidden=(16, 16), seed=0),
+        "gru": lambda: GRURule(3, hidden=(16, 16), gru_hidden=8, seed=0)}
+    totals = {m: [0.0, 0] for m in models}
+    for fold in folds[:args.n_folds]:
+        train = CohortTensors.from_trials(fold.train, features)
+        test = CohortTensors.from_trials(fold.test, features)
+        held = _fold_mask(fold.score_mask, test)
+        for name, make in models.items():
+            rule = make()
+            neural = rule is not None and hasattr(rule, "network")
+            cfg = vi_config(time_budget_s=args.budget) if neural else FitConfig(dynamics=DynamicsConfig(sigma=0.05))
+            res = fit(train, rule=rule, config=cfg, seed=0)
+            scored_rule = res.neural_rule() if neural else (rule or make_rule("zero"))
+            score = gaussian_filter_loglik(test, scored_rule, res.params, sigma=res.sigma,
+                                           init_mean=res.weights_mean[:, 0], init_sd=res.weights_sd[:, 0])
+            score = score.restrict(held)
+            totals[name][0] += score.total
+            totals[name][1] += score.n_trials
+            logger.info("fold %d: %s %.5f nats/trial (%.0f s fit)", fold.index, name, score.nats_per_trial,
+                        res.elapsed_s)
+    rows = [(f"rat_{m}_heldout_session_ll", t / max(n, 1)) for m, (t, n) in totals.items()]
+    rows.append(("rat_setup", f"W053, features {features}, {args.n_folds} of {args.folds} session folds "
+                              f"({totals['mlp'][1]} scored trials), filter: Gaussian ADF, neural budget "
+                              f"{args.budget:.0f} s per fit"))
+    return rows
+
+
+def _fold_mask(masks, test: CohortTensors) -> np.ndarray:  # noqa: ANN001
+    """Padded held-out mask of a fold (per-subject masks in row order)."""
+    out = np.zeros(tuple(test.valid.shape), dtype=bool)
+    for i, subject in enumerate(test.subjects):
+        m = np.asarray(masks[subject], dtype=bool)
+        out[i, :len(m)] = m
+    return out
+
+
+def part_recovery(args: argparse.Namespace) -> list[tuple[str, object]]:
+    """Update recovery on visited states and held-out gap to the oracle, for three cohorts."""
+    rows: list[tuple[str, object]] = []
+    for name, sigma in (("reinforce", 0.0), ("reinforce", 0.01), ("asymmetric", 0.0)):
+        truth = make_rule(name)
+        sim = simulate_cohort(truth, n_animals=args.animals + 10, n_trials=args.trials, sigma=sigma, seed=2)
+        idx = np.arange(args.animals)
+        train, test = cohort_of(sim, idx), cohort_of(sim, np.arange(args.animals, args.animals + 10))
+        res = fit_vi(train, MLPRule(2, hidden=(16, 16), seed=0), args.budget, batch=args.batch)
+        rule = res.neural_rule()
+        dtype = torch.get_default_dtype()
+        w = torch.as_tensor(sim.weights[idx], dtype=dtype)
+        with torch.no_grad():
+            fitted = rule.drift({}, w, train.features, train.choice, train.reward,
+                                torch.zeros(*w.shape[:2], 0)).numpy()
+        true = sim.updates[idx]
+        rel = float(np.sqrt(np.mean((fitted - true) ** 2)) / np.sqrt(np.mean(true ** 2)))
+        corr = float(np.corrcoef(fitted.ravel(), true.ravel())[0, 1])
+        model = adf_score(res, rule, {}, test).nats_per_trial
+        oracle_sd = max(sigma, 1e-4)
+        oracle = gaussian_filter_loglik(test, truth, sim.params, sigma=oracle_sd, init_mean=0.0,
+                                        init_sd=0.5).nats_per_trial
+        key = f"{name}_sigma{sigma:g}"
+        rows += [(f"{key}_update_rel_rmse", rel), (f"{key}_update_corr", corr),
+                 (f"{key}_heldout_gap", model - oracle),
+                 (f"{key}_fit", f"{res.n_steps} steps, {res.elapsed_s:.0f} s, sigma {np.round(res.sigma, 4).tolist()}")]
+    rows.append(("recovery_cohorts", f"{args.animals} train + 10 held-out animals x {args.trials} trials "
+                                     f"(smaller than 100 x 2000 for time), budget {args.budget:.0f} s per fit"))
+    return rows
+
+
+PARTS = {"speed": part_speed, "gru": part_gru, "rat": part_rat, "recovery": part_recovery}
+
+
+def write(part: str, rows: list[tuple[str, object]]) -> None:
+    """Replace this part's rows in the CSV and re-render the markdown."""
+    RESULTS.mkdir(exist_ok=True)
+    new = pd.DataFrame([(part, k, str(v)) for k, v in rows], columns=["part", "quantity", "value"])
+    old = pd.read_csv(CSV, dtype=str) if CSV.exists() else new.iloc[:0]
+    table = pd.concat([old[old["part"] != part], new], ignore_index=True)
+    table.to_csv(CSV, index=False)
+    lines = ["# neural_vi", "", "Neural rules fitted inside the structured variational fit. torch "
+             f"{torch.__version__}, 1 thread, 2-core machine shared with other jobs (timings are upper bounds). Run: "
+             "`python bench/neural_vi.py PART`.", ""]
+    for name, group in table.groupby("part", sort=False):
+        lines += [f"## {name}", "", "| quantity | value |", "|---|---|"]
+        lines += [f"| {q} | {_fmt(v)} |" for q, v in zip(group["quantity"], group["value"], strict=True)]
+        lines.append("")
+    (RESULTS / "neural_vi.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def _fmt(value: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return f"{number:.5f}" if abs(number) < 100 and not number.is_integer() else value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("part", choices=sorted(PARTS))
+    parser.add_argument("--budget", type=float, default=240.0, help="wall-time budget of each VI fit, s")
+    parser.add_argument("--rollout-budget", type=float, default=240.0)
+    parser.add_argument("--rollout-lr", type=float, default=3e-3)
+    parser.add_argument("--animals", type=int, default=12)
+    parser.add_argument("--trials", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--n-folds", type=int, default=1)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float64)
+    start = time.perf_counter()
+    rows = PARTS[args.part](args)
+    rows.append(("part_wall_s", round(time.perf_counter() - start, 1)))
+    write(args.part, rows)
+
+
+if __name__ == "__main__":
+    main()
