@@ -38,9 +38,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"learnrules: error: {message} (see '{self.prog} --help')\n")
 
 
-def _rule_help() -> str:
-    from learnrules.workflow import RULE_NAMES
+# Kept in sync with learnrules.workflow.RULE_NAMES (tested): importing it here would load torch for --help.
+RULE_NAMES = ("zero", "reinforce", "reinforce-baseline", "asymmetric", "delta", "hebbian", "eligibility",
+              "reward-gated", "compressed", "mlp", "gru")
 
+
+def _rule_help() -> str:
     return "learning rule: " + ", ".join(RULE_NAMES) + " (zero = random walk, as PsyTrack)"
 
 
@@ -56,6 +59,9 @@ def _fitting(p: argparse.ArgumentParser, *, draws: bool = True) -> None:
                         "prev_reward, prev_answer or a column of the table (default bias,stimulus)")
     p.add_argument("--budget", type=float, default=120.0,
                    help="wall-time budget of each neural-rule (mlp, gru) fit in seconds (default 120)")
+    p.add_argument("--method", choices=("variational", "rollout"), default="variational",
+                   help="fit of a neural rule: variational (weights with noise, default) or rollout (sigma = 0, "
+                        "Liu et al. 2025)")
     p.add_argument("--max-steps", type=int, default=200,
                    help="maximum hyperparameter steps of a variational fit (default 200)")
     if draws:
@@ -161,10 +167,7 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
 
 
 def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    if isinstance(err, FileNotFoundError) and err.filename:
-        text = f"no such file: {err.filename}"
-    return text
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:

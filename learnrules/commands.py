@@ -58,7 +58,7 @@ def _fit(data: TrialData, name: str, args: argparse.Namespace, features: Sequenc
         raise ValueError(f"--max-steps must be >= 1, got {args.max_steps}")
     return fit_model(data, name, features=features, seed=args.seed, budget_s=args.budget,
                      config=FitConfig(max_steps=args.max_steps, param_posterior="laplace" if intervals else "none"),
-                     progress=progress_flag(args))
+                     method=args.method, progress=progress_flag(args))
 
 
 def run_compare(data: TrialData, rules: Sequence[str], args: argparse.Namespace, features: Sequence[str], *,

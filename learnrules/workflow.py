@@ -5,9 +5,10 @@ whatever the method, so writing outputs, scoring and plotting never branch on it
 
 - parametric rules and the random walk (``zero``): the structured variational fit
   (:func:`learnrules.inference.fit`);
-- neural rules (``mlp``, ``gru``): the deterministic rollout fit (sigma = 0, Liu et al. 2025;
-  :func:`learnrules.inference.rollout.fit_rollout`) under a wall-time budget; its rolled-out weights fill
-  the result with zero posterior sd and zero noise.
+- neural rules (``mlp``, ``gru``): the same variational fit with the network's tensors trained by Adam
+  under a wall-time budget (default), or the deterministic rollout fit (``method="rollout"``: sigma = 0,
+  Liu et al. 2025; :func:`learnrules.inference.rollout.fit_rollout`), whose rolled-out weights fill the
+  result with zero posterior sd and zero noise.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 import torch
@@ -133,7 +135,8 @@ def _fit_neural(name: str, cohort: CohortTensors, *, seed: int | None, budget_s:
 
 def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", "stimulus"),
               seed: int | None = None, budget_s: float = 120.0, config: FitConfig | None = None,
-              progress: bool | None = None) -> FittedModel:
+              method: Literal["variational", "rollout"] = "variational", progress: bool | None = None
+              ) -> FittedModel:
     """Fit the rule called ``name`` to ``data``.
 
     Parameters
@@ -150,6 +153,8 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
         Wall-time budget of a neural rule's fit, seconds.
     config : FitConfig, optional
         Options of the variational fit.
+    method : {"variational", "rollout"}
+        How to fit a neural rule (parametric rules are always fitted variationally).
     progress : bool, optional
         Progress bars (None: when stderr is a terminal).
 
@@ -160,11 +165,17 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
     if name not in RULE_NAMES:
         raise ValueError(f"unknown rule {name!r}; known rules: {', '.join(RULE_NAMES)}")
     cohort = CohortTensors.from_trials(data, tuple(features), dtype=_DTYPE)
-    if name in NEURAL_RULES:
+    if method not in ("variational", "rollout"):
+        raise ValueError(f"method must be 'variational' or 'rollout', got {method!r}")
+    if name in NEURAL_RULES and method == "rollout":
         return _fit_neural(name, cohort, seed=seed, budget_s=budget_s, progress=progress)
-    rule = build_rule(name, cohort.n_features)
+    rule = build_rule(name, cohort.n_features, seed=seed)
+    if name in NEURAL_RULES:
+        config = replace(config or FitConfig(), time_budget_s=budget_s)
     result = fit(cohort, rule=rule, config=config, seed=seed, progress=progress)
-    note = "" if result.converged else f"not converged after {result.n_steps} steps"
+    if name in NEURAL_RULES:
+        rule = result.neural_rule()
+    note = "" if result.converged else f"not converged after {result.n_steps} steps ({result.elapsed_s:.0f} s)"
     return FittedModel(name, rule, result, "variational", note)
 
 

@@ -1,0 +1,143 @@
+"""The installed ``learnrules`` command end to end on a small simulated table.
+
+``simulate`` writes a 3 animals x 300 trials table once per module; ``fit`` and ``compare`` run on it and
+every output file is opened with the reader it is meant for (pandas, JSON, ArviZ, FitResult.load, PNG).
+Those three run the console script in a subprocess; the other checks call ``learnrules.cli.main`` in-process
+(each subprocess pays seconds of torch/pyro imports).
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+
+from learnrules import cli
+from learnrules.behavior import load_trials
+from learnrules.inference import FitResult
+from learnrules.models.neural import load_neural_rule
+from learnrules.workflow import RULE_NAMES
+
+EXE = str(Path(sys.executable).with_name("learnrules"))
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run([EXE, *args, "--quiet"], capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("sim") / "sim.csv"
+    proc = run("simulate", "--rule", "reinforce-baseline", "--animals", "3", "--trials", "300", "--seed", "3",
+               "--out", str(path))
+    assert "3 animals x 300 trials" in proc.stdout
+    return path
+
+
+def test_simulate_writes_table_weights_and_metadata(table):
+    data = load_trials(table)
+    assert data.subjects == ("sim000", "sim001", "sim002")
+    assert data.n_trials == 900 and data.choice_coding == "binary"
+    weights = pd.read_csv(table.with_name("sim.weights.csv"))
+    assert list(weights.columns) == ["subject", "trial", "feature", "weight", "update"]
+    assert len(weights) == 3 * 300 * 2
+    meta = json.loads(table.with_name("sim.json").read_text())
+    assert meta["rule"] == "reinforce-baseline" and meta["seed"] == 3
+    assert meta["params"]["beta"] == pytest.approx(0.5)
+    # REINFORCE with baseline only changes the weights after choices: the true updates are not all zero.
+    assert weights["update"].abs().max() > 0
+
+
+def test_simulate_is_seeded(table, tmp_path):
+    again, other = tmp_path / "again.csv", tmp_path / "other.csv"
+    common = ["simulate", "--rule", "reinforce-baseline", "--animals", "3", "--trials", "300", "-q"]
+    assert cli.main([*common, "--seed", "3", "--out", str(again)]) == 0
+    assert cli.main([*common, "--seed", "4", "--out", str(other)]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(table), pd.read_csv(again))
+    assert not pd.read_csv(table)["choice"].equals(pd.read_csv(other)["choice"])
+
+
+def test_fit_writes_every_output_and_each_parses(table, tmp_path):
+    out = tmp_path / "fit"
+    proc = run("fit", str(table), "--rule", "reinforce-baseline", "--max-steps", "3", "--draws", "10",
+               "--seed", "1", "--out", str(out))
+    assert "reinforce-baseline" in proc.stdout and "alpha" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rule"] == "reinforce-baseline" and summary["n_trials"] == 900
+    assert set(summary["params"]) == {"alpha", "beta"} and np.isfinite(summary["elbo"])
+    for name in summary["files"]:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    weights = pd.read_csv(out / "weights.csv")
+    assert len(weights) == 900 * 2 and set(weights["feature"]) == {"bias", "stimulus"}
+    assert (weights["lower"] <= weights["mean"]).all() and (weights["mean"] <= weights["upper"]).all()
+    params = pd.read_csv(out / "parameters.csv")
+    assert {"alpha", "beta", "sigma"} <= set(params["parameter"])
+    result = FitResult.load(out / "fit.npz")
+    assert result.subjects == ("sim000", "sim001", "sim002") and result.n_steps == summary["n_steps"]
+    idata = az.from_netcdf(out / "posterior.nc")
+    assert {"posterior", "log_likelihood", "observed_data"} <= set(idata.groups())
+    assert idata.posterior.sizes["draw"] == 10
+    for fig in ("weights", "elbo", "rule_map", "learning_curves", "psychometric"):
+        assert (out / "figures" / f"{fig}.png").read_bytes()[:8] == PNG
+
+
+def test_fit_neural_rule_saves_its_network(table, tmp_path):
+    out = tmp_path / "mlp"
+    argv = ["fit", str(table), "--rule", "mlp", "--method", "rollout", "--budget", "2", "--draws", "5", "-q"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    rule = load_neural_rule(out / "rule.pt")
+    assert rule.config.kind == "mlp" and rule.n_features == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "rollout" and "time budget" in summary["note"]
+
+
+def test_compare_ranks_rules_and_writes_chart(table, tmp_path):
+    out, small = tmp_path / "cmp", tmp_path / "small.csv"
+    frame = pd.read_csv(table)
+    frame[frame["trial"] < 150].to_csv(small, index=False)  # 3 animals x 150 trials: 6 fits stay quick
+    proc = run("compare", str(small), "--rules", "zero,reinforce", "--folds", "3", "--max-steps", "2",
+               "--out", str(out))
+    assert "nats_per_trial" in proc.stdout
+    cmp = pd.read_csv(out / "compare.csv")
+    assert sorted(cmp["rule"]) == ["reinforce", "zero"] and list(cmp["rank"]) == [1, 2]
+    assert (cmp["nats_per_trial"] < 0).all() and (cmp["nats_per_trial"] > -np.log(2) - 0.2).all()
+    cv = pd.read_csv(out / "crossval.csv")
+    assert len(cv) == 2 * 3  # 2 rules x 3 held-out animals (one per fold)
+    assert json.loads((out / "summary.json").read_text())["folds"] == 3
+    assert (out / "figures" / "comparison.png").read_bytes()[:8] == PNG
+
+
+def test_help_lists_commands_and_examples(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0
+    for word in ("fit", "simulate", "compare", "recover", "demo", "examples:"):
+        assert word in out
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "--help"])
+    out = capsys.readouterr().out
+    assert "--features" in out and "example:" in out and "reinforce-baseline" in out
+
+
+def test_help_rule_list_matches_the_library():
+    assert cli.RULE_NAMES == RULE_NAMES
+
+
+@pytest.mark.slow
+def test_recover_reports_scores(tmp_path):
+    out = tmp_path / "rec"
+    proc = run("recover", "--rule", "reinforce-baseline", "--animals", "4", "--trials", "1000", "--draws", "5",
+               "--out", str(out), timeout=900)
+    assert "trajectory correlation" in proc.stdout
+    rec = json.loads((out / "recovery.json").read_text())
+    assert min(rec["trajectory_correlation"].values()) > 0.5
+    assert abs(rec["heldout_animals"]["gap_nats_per_trial"]) < 0.05
