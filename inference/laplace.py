@@ -60,10 +60,13 @@ def laplace_covariance(objective, *, step: float = 1e-3) -> tuple[np.ndarray, tu
     objective.post = post0
     hess = 0.5 * (hess + hess.T)
     values, vectors = torch.linalg.eigh(hess)
-    if values.min() <= 0:
-        logger.warning("Laplace Hessian is not positive definite (min eigenvalue %.3g); clamping",
-                       float(values.min()))
-    values = values.clamp_min(1e-8 * float(values.abs().max()))
+    # No direction may be wider than the widest prior (unit sd on the log scale for the noise sd, which has
+    # none): a non-positive curvature means an unconverged or flat direction, not an infinite variance.
+    floor = min([1.0] + [float(p.scale) ** -2 for p in theta.priors.values()])
+    if values.min() < floor:
+        logger.warning("Laplace Hessian has eigenvalue %.3g below the prior precision %.3g; clamped there "
+                       "(the fit may not have converged)", float(values.min()), floor)
+    values = values.clamp_min(floor)
     cov = vectors @ torch.diag(1 / values) @ vectors.T
     return cov.numpy(), tuple(_labels(theta))
 
