@@ -82,7 +82,8 @@ class FitConfig:
         Adam step size of the network tensors of a neural rule. With a neural rule the optimizer is always
         Adam; its other hyperparameters use ``lr`` when ``optimizer="adam"`` and ``network_lr`` otherwise.
     batch_size : int or None
-        Animals per Adam step (a random subset, seeded by ``fit``'s ``seed``); None = all. Adam only.
+        Animals per Adam step (a random subset, seeded by ``fit``'s ``seed``); None = all. Adam only. A
+        mini-batched fit runs to ``max_steps`` or ``time_budget_s`` (its ELBO trace is a noisy estimate).
     time_budget_s : float or None
         Stop the optimization after the step that exceeds this wall time (not counted as converged).
     """
@@ -270,7 +271,8 @@ def _optimize(objective: _Objective, config: FitConfig, progress: bool) -> tuple
             logger.info("step %d: ELBO %.4f, sigma %s", step, trace[-1], theta.hyper().sigma.tolist())
         grad_small = all(leaf.grad is None or float(leaf.grad.abs().max()) < 1e-9 for leaf in theta.leaves())
         stalled = len(trace) > 1 and abs(trace[-1] - trace[-2]) <= 0.01 * config.tol * abs(trace[-1])
-        if _converged(trace, config.window, config.tol) or grad_small or stalled:
+        # mini-batch ELBOs are noisy estimates: only the step and time limits end a mini-batched fit
+        if objective.full and (_converged(trace, config.window, config.tol) or grad_small or stalled):
             converged = True
             break
         if config.time_budget_s is not None and time.perf_counter() - start > config.time_budget_s:
