@@ -91,7 +91,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     heldout = None
     if args.heldout:
         _, table = run_compare(data, [args.rule], args, features, scheme="sessions")
-        heldout = {"scheme": "sessions", "folds": args.folds, **table.iloc[0].drop(["rule", "rank"]).to_dict()}
+        keep = ["n_animals", "nats_per_trial", "se", "bits_per_trial", "accuracy", "accuracy_se"]
+        heldout = {"scheme": "sessions", "folds": args.folds, **table.iloc[0][keep].to_dict()}
     out = Path(args.out)
     write_fit(model, data, out, seed=args.seed, n_draws=args.draws, heldout=heldout)
     emit(_fit_lines(model, data, out))

@@ -11,9 +11,8 @@ the true weights. The demo
    ``DIR/posterior.nc`` of the best rule.
 
 To stay cheap the MLP's network is trained under a time budget (``--budget`` seconds for the fit to all
-animals, a third of it per cross-validation fit; each step re-optimizes every animal's posterior, so a step
-can overrun the budget), so it is far from converged and close to its near-zero initial rule; the demo says
-so in its output. Cross-validation fits skip the Laplace intervals.
+animals, a third of it per cross-validation fit; mini-batches of 2 animals per Adam step), so it is not
+converged; the demo says so in its output. Cross-validation fits skip the Laplace intervals.
 """
 
 from __future__ import annotations
@@ -138,8 +137,9 @@ def _report(models: dict[str, FittedModel], data: TrialData, params: pd.DataFram
                                                          "diff_vs_best"]].to_string(**fmt))
     emit(f"\nbest held-out rule: {best}; its posterior is {out / 'posterior.nc'}")
     mlp = models["mlp"].result
-    emit(f"note: the MLP got a {args.budget:.0f} s budget ({mlp.n_steps} Adam steps; {args.budget / 3:.0f} s per "
-         "cross-validation fit): far from converged and close to its near-zero initial rule. For a real fit run "
+    emit(f"note: the MLP was trained for a {args.budget:.0f} s budget only ({mlp.n_steps} Adam steps on mini-batches "
+         f"of 2 animals; {args.budget / 3:.0f} s per cross-validation fit): not converged. Its rule map is "
+         "informative only where animals' weights went; for a real fit run "
          "'learnrules fit TABLE --rule mlp --budget 1800'.")
     emit(f"outputs in {out}/ (figures in {out}/<rule>/figures/ and {out}/figures/); {elapsed:.0f} s in all")
 

@@ -27,17 +27,23 @@ from learnrules.inference.evaluate import PredictiveScore, gaussian_filter_logli
 from learnrules.inference.fit import FitConfig, fit
 from learnrules.inference.result import FitResult
 from learnrules.inference.rollout import RolloutConfig, RolloutResult, fit_rollout, rollout_trajectory
+from learnrules.models.dynamics import DynamicsConfig
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import GRURule, MLPRule, NeuralRule
 from learnrules.models.rule import LearningRule
 from learnrules.other_rules.registry import RULES, make_rule
 
-__all__ = ["NEURAL_RULES", "RULE_NAMES", "FittedModel", "FitPredictor", "build_rule", "fit_model",
+__all__ = ["NEURAL_FIT_CONFIG", "NEURAL_RULES", "RULE_NAMES", "FittedModel", "FitPredictor", "build_rule", "fit_model",
            "parse_list", "rollout_to_result"]
 
 logger = logging.getLogger(__name__)
 
 NEURAL_RULES = ("mlp", "gru")
+# Variational settings for neural rules, as measured in bench/neural_vi.py: Adam on mini-batches of 2 animals,
+# 2 Gauss-Newton iterations per step (warm-started), the time budget ends the fit.
+NEURAL_FIT_CONFIG = FitConfig(dynamics=DynamicsConfig(sigma=0.05, sigma_init=2.0), optimizer="adam", lr=0.05,
+                              network_lr=1e-2, inner_max_iter=2, param_posterior="none", max_steps=100_000,
+                              log_every=25, window=25, batch_size=2)
 RULE_NAMES = (*RULES, *NEURAL_RULES)
 _DTYPE = torch.float64
 
@@ -152,7 +158,8 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
     budget_s : float
         Wall-time budget of a neural rule's fit, seconds.
     config : FitConfig, optional
-        Options of the variational fit.
+        Options of the variational fit of a parametric rule (neural rules use :data:`NEURAL_FIT_CONFIG` with
+        ``time_budget_s = budget_s``).
     method : {"variational", "rollout"}
         How to fit a neural rule (parametric rules are always fitted variationally).
     progress : bool, optional
@@ -171,7 +178,8 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
         return _fit_neural(name, cohort, seed=seed, budget_s=budget_s, progress=progress)
     rule = build_rule(name, cohort.n_features, seed=seed)
     if name in NEURAL_RULES:
-        config = replace(config or FitConfig(), time_budget_s=budget_s)
+        config = replace(NEURAL_FIT_CONFIG, time_budget_s=budget_s,
+                         batch_size=min(2, cohort.n_animals))
     result = fit(cohort, rule=rule, config=config, seed=seed, progress=progress)
     if name in NEURAL_RULES:
         rule = result.neural_rule()

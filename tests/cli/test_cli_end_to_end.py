@@ -141,3 +141,30 @@ def test_recover_reports_scores(tmp_path):
     rec = json.loads((out / "recovery.json").read_text())
     assert min(rec["trajectory_correlation"].values()) > 0.5
     assert abs(rec["heldout_animals"]["gap_nats_per_trial"]) < 0.05
+
+
+@pytest.mark.slow
+def test_fit_heldout_sessions_scores_into_summary(tmp_path):
+    table = tmp_path / "s.csv"
+    assert cli.main(["simulate", "--rule", "reinforce", "--animals", "2", "--trials", "1100", "--seed", "2", "-q",
+                     "--out", str(table)]) == 0
+    out = tmp_path / "fit"
+    assert cli.main(["fit", str(table), "--rule", "reinforce", "--heldout", "--folds", "2", "--max-steps", "5",
+                     "--draws", "5", "-q", "--out", str(out)]) == 0
+    heldout = json.loads((out / "summary.json").read_text())["heldout"]
+    assert heldout["scheme"] == "sessions" and heldout["folds"] == 2
+    assert -np.log(2) < heldout["nats_per_trial"] < 0 and 0.5 < heldout["accuracy"] <= 1
+
+
+@pytest.mark.slow
+def test_demo_leaves_figures_and_posterior(tmp_path):
+    out = tmp_path / "demo"
+    proc = run("demo", "--out", str(out), "--budget", "5", "--draws", "5", timeout=1200)
+    assert "best held-out rule" in proc.stdout
+    assert az.from_netcdf(out / "posterior.nc").posterior.sizes["draw"] == 5
+    assert (out / "figures" / "comparison.png").read_bytes()[:8] == PNG
+    for rule in ("zero", "reinforce-baseline", "mlp"):
+        assert (out / rule / "figures" / "rule_map.png").read_bytes()[:8] == PNG
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["truth"]["rule"] == "ReinforceBaseline"
+    assert {row["rule"] for row in summary["comparison"]} == {"zero", "reinforce-baseline", "mlp"}
