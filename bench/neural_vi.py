@@ -135,6 +135,22 @@ def part_speed(args: argparse.Namespace) -> list[tuple[str, object]]:
             ("speed_ratio_rollout_over_vi", round(ratio, 2))]
 
 
+def part_speed_curve(args: argparse.Namespace) -> list[tuple[str, object]]:
+    """VI's held-out log-likelihood after shorter budgets, on the cohort of ``speed`` (time-to-target of VI)."""
+    truth = make_rule("reinforce")
+    sim = simulate_cohort(truth, n_animals=args.animals + 4, n_trials=args.trials, sigma=0.0, seed=0)
+    train, test = cohort_of(sim, np.arange(args.animals)), cohort_of(sim, np.arange(args.animals, args.animals + 4))
+    rows: list[tuple[str, object]] = []
+    for budget in (30.0, 60.0, 120.0):
+        res = fit(train, rule=MLPRule(2, hidden=(16, 16), seed=0), seed=0,
+                  config=vi_config(batch_size=args.batch, time_budget_s=budget))
+        mean_w0 = torch.as_tensor(res.weights_mean[:, 0].mean(0))
+        ll = predict_heldout(test, res.neural_rule(), {}, init_weights=mean_w0).loglik_per_trial
+        rows.append((f"vi_budget_{budget:.0f}s", f"{res.elapsed_s:.1f} s, {res.n_steps} steps, held-out rollout LL "
+                                                 f"{ll:.5f}"))
+    return rows
+
+
 def fit_vi(train: CohortTensors, rule, budget: float, batch: int | None = None) -> FitResult:  # noqa: ANN001
     """VI fit of a neural rule under a time budget."""
     return fit(train, rule=rule, seed=0, config=vi_config(time_budget_s=budget, batch_size=batch))
@@ -246,7 +262,8 @@ def part_recovery(args: argparse.Namespace) -> list[tuple[str, object]]:
     return rows
 
 
-PARTS = {"speed": part_speed, "gru": part_gru, "rat": part_rat, "recovery": part_recovery}
+PARTS = {"speed": part_speed, "speed-curve": part_speed_curve, "gru": part_gru, "rat": part_rat,
+         "recovery": part_recovery}
 
 
 def write(part: str, rows: list[tuple[str, object]]) -> None:
