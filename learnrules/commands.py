@@ -180,10 +180,10 @@ def _recovery_scores(cohort: SimulatedCohort, model: FittedModel, fresh: Simulat
     err = update_rmse(cohort.rule, cohort.params, update, visited_states(cohort, seed=args.seed),
                       feature_names=names)
     scores["update_relative_rmse"] = err.relative_rmse
-    truth = []
+    truth, known = [], {**cohort.params, "sigma": cohort.sigma}
     for row in res.parameters.itertuples():
-        if row.parameter in cohort.params:
-            value = np.atleast_1d(cohort.params[row.parameter])
+        if row.parameter in known:
+            value = np.atleast_1d(known[row.parameter])
             true = float(value[names.index(row.feature)] if row.feature in names and value.size > 1 else value[0])
             truth.append({"parameter": row.parameter, "feature": row.feature, "true": true, "mean": row.mean,
                           "lower": row.lower, "upper": row.upper, "covered": bool(row.lower <= true <= row.upper)})
