@@ -98,9 +98,10 @@ def test_empty_or_garbage_file(text, words, tmp_path, capsys):
     (["fit", "{good}", "--out", "{out}", "--max-steps", "many"], ["--max-steps", "many"]),
     (["fit", "{good}"], ["--out"]),
     (["frobnicate"], ["frobnicate"]),
+    (["fit", "{good}", "--out", "{out}", "--threads", "0"], ["--threads"]),
 ], ids=["nonexistent file", "unknown rule", "unknown feature", "duplicate feature", "unknown rule in list",
         "more folds than animals", "simulate a neural rule", "zero animals", "zero steps", "non-integer option",
-        "missing --out", "unknown command"])
+        "missing --out", "unknown command", "zero threads"])
 def test_bad_arguments(args, words, tmp_path, capsys):
     good = tmp_path / "good.csv"
     good_table().to_csv(good, index=False)
