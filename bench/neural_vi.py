@@ -143,11 +143,13 @@ def part_speed_curve(args: argparse.Namespace) -> list[tuple[str, object]]:
     rows: list[tuple[str, object]] = []
     for budget in (30.0, 60.0, 120.0):
         res = fit(train, rule=MLPRule(2, hidden=(16, 16), seed=0), seed=0,
-                  config=vi_config(batch_size=args.batch, time_budget_s=budget))
+                  config=vi_config(batch_size=args.batch, time_budget_s=budget, lr_decay=args.lr_decay,
+                                   network_lr=args.network_lr))
         mean_w0 = torch.as_tensor(res.weights_mean[:, 0].mean(0))
         ll = predict_heldout(test, res.neural_rule(), {}, init_weights=mean_w0).loglik_per_trial
+        adf = adf_score(res, res.neural_rule(), {}, test).nats_per_trial
         rows.append((f"vi_budget_{budget:.0f}s", f"{res.elapsed_s:.1f} s, {res.n_steps} steps, held-out rollout LL "
-                                                 f"{ll:.5f}"))
+                                                 f"{ll:.5f}, ADF LL {adf:.5f}"))
     return rows
 
 
@@ -303,6 +305,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--n-folds", type=int, default=1)
+    parser.add_argument("--network-lr", type=float, default=1e-2, help="VI network step size (speed-curve)")
+    parser.add_argument("--lr-decay", type=float, default=1.0, help="Adam step-size decay per step (VI)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(1)
@@ -310,7 +314,9 @@ def main() -> None:
     start = time.perf_counter()
     rows = PARTS[args.part](args)
     rows.append(("part_wall_s", round(time.perf_counter() - start, 1)))
-    write(args.part, rows)
+    rows += [("vi_lr_decay_per_step", args.lr_decay), ("vi_network_lr", args.network_lr)]
+    tuned = args.lr_decay != 1.0 or args.network_lr != 1e-2
+    write(f"{args.part} (network lr {args.network_lr}, decay {args.lr_decay})" if tuned else args.part, rows)
 
 
 if __name__ == "__main__":

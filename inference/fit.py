@@ -86,6 +86,9 @@ class FitConfig:
         mini-batched fit runs to ``max_steps`` or ``time_budget_s`` (its ELBO trace is a noisy estimate).
     time_budget_s : float or None
         Stop the optimization after the step that exceeds this wall time (not counted as converged).
+    lr_decay : float
+        Multiplicative decay of the Adam step sizes after every step (1 = none); damps the end-point noise of
+        stochastic (mini-batched) network training.
     """
 
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
@@ -107,10 +110,13 @@ class FitConfig:
     network_lr: float = 1e-2
     batch_size: int | None = None
     time_budget_s: float | None = None
+    lr_decay: float = 1.0
 
     def __post_init__(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 or None, got {self.batch_size}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
 
 
 def _uses_adam(rule: LearningRule | None, config: FitConfig) -> bool:
@@ -255,6 +261,8 @@ def _optimize(objective: _Objective, config: FitConfig, progress: bool) -> tuple
     trace: list[float] = []
     converged, step = opt is None, 0
     closure = None if opt is None else _Closure(objective, opt)
+    decay = None if opt is None or isinstance(opt, torch.optim.LBFGS) or config.lr_decay == 1.0 else \
+        torch.optim.lr_scheduler.ExponentialLR(opt, gamma=config.lr_decay)
     bar = tqdm(total=config.max_steps, disable=not progress or opt is None, desc="fit", leave=False)
     start = time.perf_counter()
     while opt is not None and step < config.max_steps:
@@ -262,6 +270,8 @@ def _optimize(objective: _Objective, config: FitConfig, progress: bool) -> tuple
         objective.step = step
         closure.values.clear()
         opt.step(closure)
+        if decay is not None:
+            decay.step()
         if not all(torch.isfinite(leaf).all() for leaf in theta.leaves()):
             raise FloatingPointError(objective._message("a hyperparameter became non-finite"))
         trace.append(closure.values[0])  # the ELBO at the point accepted by the previous step

@@ -123,6 +123,8 @@ def test_nan_in_the_network_raises_the_named_error():
         fit(data, rule=rule, config=FitConfig(**{**NEURAL.__dict__, "max_steps": 3}))
 
 
-def test_batch_size_must_be_positive():
+def test_batch_size_and_lr_decay_are_validated():
     with pytest.raises(ValueError, match="batch_size"):
         FitConfig(batch_size=0)
+    with pytest.raises(ValueError, match="lr_decay"):
+        FitConfig(lr_decay=1.5)
