@@ -12,6 +12,10 @@ The reported per-trial log predictive is the mean over replicates, and ``mc_se``
 that mean for the total (standard deviation over replicates of each replicate's total, divided by
 ``sqrt(n_replicates)``), computed over whichever trials are scored (so restricting a score keeps an honest
 error).
+
+Speed: the filters loop over trials on small tensors, where extra torch threads cost more than they save
+(25x slower measured on a loaded 2-core machine); call ``torch.set_num_threads(1)`` first. This module
+leaves the thread count alone: raising it again after MKL has run hangs LAPACK in torch 2.13's CPU build.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from learnrules.inference.filters import FilterInputs, run_gaussian_filter, run_particle_filter, torch_threads
+from learnrules.inference.filters import FilterInputs, run_gaussian_filter, run_particle_filter
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule
 
@@ -187,8 +191,7 @@ def _filter_inputs(cohort: CohortTensors, rule: LearningRule, params: Mapping[st
 def particle_filter_loglik(cohort: CohortTensors, rule: LearningRule, params: Mapping[str, object], *,
                            sigma: ArrayLike, init_mean: ArrayLike, init_sd: ArrayLike,
                            sigma_session: ArrayLike | None = None, n_particles: int = 256, n_replicates: int = 4,
-                           ess_threshold: float = 0.5, seed: int | None = None, n_threads: int | None = 1
-                           ) -> PredictiveScore:
+                           ess_threshold: float = 0.5, seed: int | None = None) -> PredictiveScore:
     """Estimate the one-step-ahead predictive log-likelihood with a bootstrap particle filter.
 
     Particles carry each animal's weights (and, for rules with ``fittable = False``, the rule's latent
@@ -221,8 +224,6 @@ def particle_filter_loglik(cohort: CohortTensors, rule: LearningRule, params: Ma
         Resample when ESS / n_particles drops below this.
     seed : int, optional
         Seed of all randomness.
-    n_threads : int, optional
-        Torch intra-op threads while filtering (restored after; None leaves the setting alone).
 
     Returns
     -------
@@ -233,16 +234,14 @@ def particle_filter_loglik(cohort: CohortTensors, rule: LearningRule, params: Ma
         raise ValueError(f"n_particles and n_replicates must be positive, got {n_particles}, {n_replicates}")
     inputs = _filter_inputs(cohort, rule, params, sigma, init_mean, init_sd, sigma_session)
     generator = torch.Generator().manual_seed(int(np.random.default_rng(seed).integers(2**62)))
-    with torch_threads(n_threads):
-        p_right, log_pred = run_particle_filter(inputs, n_particles=n_particles, n_replicates=n_replicates,
-                                                ess_threshold=ess_threshold, generator=generator)
+    p_right, log_pred = run_particle_filter(inputs, n_particles=n_particles, n_replicates=n_replicates,
+                                            ess_threshold=ess_threshold, generator=generator)
     return score_from_probabilities(cohort, p_right.mean(0), replicates=log_pred.numpy(), method="particle")
 
 
 def gaussian_filter_loglik(cohort: CohortTensors, rule: LearningRule, params: Mapping[str, object], *,
                            sigma: ArrayLike, init_mean: ArrayLike, init_sd: ArrayLike,
-                           sigma_session: ArrayLike | None = None, n_quadrature: int = 32,
-                           n_threads: int | None = 1) -> PredictiveScore:
+                           sigma_session: ArrayLike | None = None, n_quadrature: int = 32) -> PredictiveScore:
     """Approximate the one-step-ahead predictive with an assumed-density (Gaussian) filter.
 
     A fast deterministic alternative to :func:`particle_filter_loglik` (no Monte Carlo error, but a
@@ -257,19 +256,17 @@ def gaussian_filter_loglik(cohort: CohortTensors, rule: LearningRule, params: Ma
         ``method = "gaussian"``, ``mc_se = 0``.
     """
     inputs = _filter_inputs(cohort, rule, params, sigma, init_mean, init_sd, sigma_session)
-    with torch_threads(n_threads):
-        p_right, log_pred = run_gaussian_filter(inputs, n_quadrature=n_quadrature)
+    p_right, log_pred = run_gaussian_filter(inputs, n_quadrature=n_quadrature)
     return score_from_probabilities(cohort, p_right, loglik=log_pred, method="gaussian")
 
 
 def rollout_loglik(cohort: CohortTensors, rule: LearningRule, params: Mapping[str, object], *,
-                   init_weights: ArrayLike, n_threads: int | None = 1) -> PredictiveScore:
+                   init_weights: ArrayLike) -> PredictiveScore:
     """Score a deterministic rollout (``sigma = 0``, known initial weights): the exact predictive.
 
     The weights start at ``init_weights`` (``(K,)`` shared or ``(animals, K)``) and follow
     ``w_{t+1} = w_t + drift`` after each observed choice (no update after a missing one); rules with
-    ``fittable = False`` advance their state with :meth:`~LearningRule.step`. ``n_threads``: torch
-    intra-op threads while rolling out (restored after).
+    ``fittable = False`` advance their state with :meth:`~LearningRule.step`.
 
     Returns
     -------
@@ -285,7 +282,7 @@ def rollout_loglik(cohort: CohortTensors, rule: LearningRule, params: Mapping[st
     contexts = rule.contexts(prm, x, y, r) if rule.fittable else None
     state = rule.init_context(prm, (a,), k).to(dtype)
     logits = []
-    with torch.no_grad(), torch_threads(n_threads):
+    with torch.no_grad():
         for t in range(x.shape[1]):
             logits.append((w * x[:, t]).sum(-1))
             if contexts is not None:

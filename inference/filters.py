@@ -7,8 +7,6 @@ the spread of their totals measures the Monte Carlo error. The loop runs over tr
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +17,7 @@ from torch import Tensor
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule, Params
 
-__all__ = ["FilterInputs", "run_gaussian_filter", "run_particle_filter", "systematic_resample", "torch_threads"]
+__all__ = ["FilterInputs", "run_gaussian_filter", "run_particle_filter", "systematic_resample"]
 
 
 @dataclass(frozen=True)
@@ -49,22 +47,6 @@ class FilterInputs:
     sigma_session: Tensor | None
     init_mean: Tensor
     init_sd: Tensor
-
-
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` intra-op threads (None: unchanged), restoring the previous count after.
-
-    The filter's per-trial tensors are small: thread start-up costs more than it saves (25x slower measured
-    on a loaded 2-core machine), so filters default to one thread.
-    """
-    previous = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def systematic_resample(log_weights: Tensor, generator: torch.Generator) -> Tensor:

@@ -187,8 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     import torch
 
-    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
+    dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)  # the application's choice: fits and networks in double precision
+    # Not restored after: raising the thread count again once MKL has run makes LAPACK hang
+    # ("Parameter 6 was incorrect on entry to DLASWP", torch 2.13 CPU build, MKL 2024.2).
     torch.set_num_threads(args.threads)
     try:
         return _handler(args.command)(args)
@@ -198,9 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("learnrules: interrupted\n")
         return 130
-    finally:  # leave an in-process caller's torch settings as they were
+    finally:  # leave an in-process caller's default dtype as it was
         torch.set_default_dtype(dtype)
-        torch.set_num_threads(threads)
 
 
 if __name__ == "__main__":

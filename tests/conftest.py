@@ -5,6 +5,12 @@ import pytest
 import torch
 
 
+def pytest_configure(config):
+    # One intra-op thread for the whole session, set once: the tests' tensors are small, and raising the
+    # count again after MKL has run hangs LAPACK (torch 2.13 CPU build), so no test may change it back up.
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _clean_pyro_state():
     pyro.clear_param_store()

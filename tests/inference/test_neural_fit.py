@@ -35,15 +35,6 @@ def heldout_score(res: FitResult, rule, params, test: CohortTensors) -> float:
                                   init_sd=sd0).nats_per_trial
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny per-trial ops: extra threads only contend on a shared machine (restored after each test)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 NEURAL = FitConfig(dynamics=DynamicsConfig(sigma=0.05, sigma_init=2.0), optimizer="adam", lr=0.05,
                    network_lr=2e-2, inner_max_iter=2, param_posterior="none")
 
