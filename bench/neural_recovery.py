@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from learnrules.inference.rollout import RolloutConfig, fit_rollout, predict_heldout, rollout_loglik
+from learnrules.inference.rollout import predict_heldout, rollout_loglik
+from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import MLPRule
 from learnrules.other_rules import Reinforce

@@ -32,7 +32,8 @@ import torch
 from learnrules.inference.evaluate import gaussian_filter_loglik
 from learnrules.inference.fit import FitConfig, fit
 from learnrules.inference.result import FitResult
-from learnrules.inference.rollout import RolloutConfig, fit_rollout, predict_heldout
+from learnrules.inference.rollout import predict_heldout
+from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
 from learnrules.models.dynamics import DynamicsConfig
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import GRURule, MLPRule

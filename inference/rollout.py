@@ -1,14 +1,8 @@
-"""Deterministic rollout fit (sigma = 0): the method of Liu, Geadah & Pillow (2025).
+"""Deterministic rollout (sigma = 0): weight trajectories, their log-likelihood and held-out prediction.
 
 The weights follow the rule exactly, ``w_{t+1} = w_t + drift(w_t, x_t, y_t, r_t, c_t)`` (no update on
-trials without a choice), from learnable initial weights; the loss is the negative Bernoulli log-likelihood
-per observed trial. Gradients flow through the whole weight trajectory, truncated every ``tbptt`` trials
-(the weights and context are detached there). All animals of a mini-batch step together over the padded
-time axis.
-
-Works for any :class:`~learnrules.models.rule.LearningRule`: the network of a neural rule is trained
-(:func:`~learnrules.models.neural.rule_network`), and the declared parameters of a parametric rule are
-optimized on the unconstrained scale through ``biject_to(constraint)``.
+trials without a choice), from given initial weights: the model of Liu, Geadah & Pillow (2025), fitted by
+:func:`learnrules.inference.rollout_fit.fit_rollout`.
 
 Held-out animals (:func:`predict_heldout`) are predicted with the fitted shared rule from initial weights
 that are either given (e.g. the mean of the training animals' initial weights) or fitted, with the rule
@@ -17,37 +11,26 @@ frozen, on the animal's first ``fit_trials`` trials, which are then left out of 
 
 from __future__ import annotations
 
-import copy
-import logging
-import math
-import sys
-import time
 from dataclasses import dataclass
-from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import biject_to
-from tqdm.auto import tqdm
 
 from learnrules.models.inputs import CohortTensors
-from learnrules.models.neural import rule_network
 from learnrules.models.rule import LearningRule, Params
 
 __all__ = [
-    "RolloutConfig",
-    "RolloutResult",
-    "fit_rollout",
     "rollout_trajectory",
     "trial_loglik",
     "rollout_loglik",
     "estimate_initial_weights",
+    "constrained_params",
+    "unconstrained_params",
     "HeldoutPrediction",
     "predict_heldout",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 def _chunk_contexts(rule: LearningRule, params: Params, context: Tensor, x: Tensor, y: Tensor, r: Tensor
@@ -244,276 +227,3 @@ def predict_heldout(cohort: CohortTensors, rule: LearningRule, params: Params | 
     # A choice is predicted correctly when its probability exceeds 1/2, i.e. log-likelihood > log(1/2).
     correct = (ll > -torch.log(torch.tensor(2.0, dtype=ll.dtype))) & scored
     return HeldoutPrediction(ll, scored, w0, float(ll.sum() / n), float(correct.sum() / n))
-
-
-@dataclass(frozen=True)
-class RolloutConfig:
-    """Options of :func:`fit_rollout`.
-
-    Parameters
-    ----------
-    epochs : int
-        Maximum number of passes over the animals.
-    lr : float
-        Adam learning rate of the rule (network weights or unconstrained parameters).
-    init_lr : float
-        Adam learning rate of the initial weights.
-    lr_decay : float
-        Multiplicative learning-rate decay per epoch (1 = none).
-    tbptt : int
-        Truncation length: the weights (and context) are detached every ``tbptt`` trials.
-    update : {"chunk", "sequence"}
-        "chunk": one Adam step per truncation chunk (classic truncated BPTT, many more steps per epoch);
-        "sequence": gradients of all chunks accumulated into one step per mini-batch (Liu et al.'s code).
-    batch_size : int or None
-        Animals per mini-batch (all step together); None = all animals.
-    init_weights : {"per_animal", "shared", "fixed"}
-        Learn one initial weight vector per animal, one shared by all, or keep the starting values.
-    init_from : {"data", "zeros"}
-        Start the initial weights at a ridge logistic regression on each animal's first ``n_init_trials``
-        trials, or at zero.
-    n_init_trials : int
-        Trials used by ``init_from="data"``.
-    clip_norm : float or None
-        Gradient-norm clipping of each step (None = off).
-    tol : float
-        Converged when the relative change of the epoch loss falls below ``tol``.
-    patience : int or None
-        Early stopping: stop after this many evaluations of the validation cohort without improvement
-        (and restore the best state). Needs ``validation``.
-    eval_every : int
-        Epochs between validation evaluations.
-    log_every : int
-        Epochs between log lines (INFO).
-    time_budget_s : float or None
-        Stop after the epoch that exceeds this wall time.
-    """
-
-    epochs: int = 100
-    lr: float = 3e-3
-    init_lr: float = 3e-2
-    lr_decay: float = 1.0
-    tbptt: int = 100
-    update: Literal["chunk", "sequence"] = "chunk"
-    batch_size: int | None = None
-    init_weights: Literal["per_animal", "shared", "fixed"] = "per_animal"
-    init_from: Literal["data", "zeros"] = "data"
-    n_init_trials: int = 100
-    clip_norm: float | None = 10.0
-    tol: float = 1e-5
-    patience: int | None = None
-    eval_every: int = 1
-    log_every: int = 10
-    time_budget_s: float | None = None
-
-
-@dataclass(frozen=True)
-class RolloutResult:
-    """Result of :func:`fit_rollout`.
-
-    Parameters
-    ----------
-    rule : LearningRule
-        A trained copy of the rule (the caller's rule is untouched).
-    params : dict of str to Tensor
-        Fitted constrained parameters of a parametric rule (empty for neural rules).
-    init_weights : Tensor, shape (animals, K)
-        Fitted initial weights.
-    losses : tuple of float
-        Mean negative log-likelihood per observed trial of each epoch (during training).
-    val_loglik : tuple of float
-        Held-out log-likelihood per trial at each validation evaluation (empty without validation).
-    converged : bool
-        Early-stopped, or the epoch loss changed by less than ``tol`` (relative).
-    n_steps : int
-        Epochs run. ``n_updates``: Adam steps taken.
-    elapsed_s : float
-        Wall time of the fit.
-    train_loglik : Tensor, shape (animals, T)
-        Per-trial log-likelihood of the training data under the final fit (0 on unobserved trials).
-    stop_reason : str
-        Why the loop ended.
-    """
-
-    rule: LearningRule
-    params: dict[str, Tensor]
-    init_weights: Tensor
-    losses: tuple[float, ...]
-    val_loglik: tuple[float, ...]
-    converged: bool
-    n_steps: int
-    n_updates: int
-    elapsed_s: float
-    train_loglik: Tensor
-    stop_reason: str
-
-
-class _Trainer:
-    """Mutable state of one fit: the rule copy, its tensors, the initial weights and the optimizer."""
-
-    def __init__(self, cohort: CohortTensors, rule: LearningRule, params: Params | None,
-                 init_weights: Tensor | None, config: RolloutConfig) -> None:
-        self.cohort, self.config = cohort, config
-        self.rule = copy.deepcopy(rule)
-        self.network = rule_network(self.rule)
-        if self.network is not None:
-            self.network.to(cohort.features.dtype).train()
-        self.raw = unconstrained_params(self.rule, params, cohort.n_features)
-        if init_weights is None:
-            init_weights = (estimate_initial_weights(cohort, n_trials=config.n_init_trials)
-                            if config.init_from == "data" else cohort.features.new_zeros(cohort.n_features))
-        w0 = init_weights.detach().to(cohort.features.dtype)
-        if config.init_weights == "shared":
-            w0 = w0.reshape(-1, cohort.n_features).mean(0)
-        else:
-            w0 = w0.expand(cohort.n_animals, cohort.n_features)
-        self.w0 = w0.clone().requires_grad_(config.init_weights != "fixed")
-        groups = [{"params": list(self.raw.values()), "lr": config.lr}]
-        if self.network is not None:
-            groups[0]["params"] += list(self.network.parameters())
-        if self.w0.requires_grad:
-            groups.append({"params": [self.w0], "lr": config.init_lr})
-        self.optimizer = torch.optim.Adam(groups)
-        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_decay)
-        self.n_updates = 0
-
-    def params(self) -> dict[str, Tensor]:
-        return constrained_params(self.rule, self.raw)
-
-    def initial(self, index: Tensor | None = None) -> Tensor:
-        w0 = self.w0.expand(self.cohort.n_animals, self.cohort.n_features)
-        return w0 if index is None else w0[index]
-
-    def _step(self, epoch: int) -> None:
-        trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
-        if self.config.clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(trainable, self.config.clip_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad()
-        self.n_updates += 1
-
-    def batch(self, index: Tensor, epoch: int) -> tuple[float, int]:
-        """Train on the animals at ``index``; return the summed NLL and the number of observed trials."""
-        c, cfg = self.cohort, self.config
-        x, y, r = c.features[index], c.choice[index], c.reward[index]
-        mask = (c.observed & c.valid)[index]
-        n_total = int(mask.sum())
-        w, context, nll_sum = self.initial(index), None, 0.0
-        self.optimizer.zero_grad()
-        for start in range(0, int(c.lengths[index].max()), cfg.tbptt):
-            sl = slice(start, start + cfg.tbptt)
-            n_chunk = int(mask[:, sl].sum())
-            weights, w, context = rollout_trajectory(self.rule, self.params(), x[:, sl], y[:, sl], r[:, sl],
-                                                     mask[:, sl], w, context)
-            nll = -(trial_loglik(weights, x[:, sl], y[:, sl]) * mask[:, sl]).sum()
-            if not torch.isfinite(nll):
-                raise FloatingPointError(
-                    f"non-finite loss at epoch {epoch}, trials {start}-{start + cfg.tbptt}: the rolled-out "
-                    "weights diverged (rule update too large); lower lr, init_scale or tbptt, or set clip_norm")
-            nll_sum += float(nll.detach())
-            scale = n_chunk if cfg.update == "chunk" else n_total
-            if scale > 0:
-                (nll / scale).backward()
-            if cfg.update == "chunk" and scale > 0:
-                self._step(epoch)
-            w, context = w.detach(), context.detach()
-        if cfg.update == "sequence":
-            self._step(epoch)
-        return nll_sum, n_total
-
-    def snapshot(self) -> dict[str, Any]:
-        state = {k: v.detach().clone() for k, v in self.raw.items()}
-        net = {k: v.clone() for k, v in self.network.state_dict().items()} if self.network is not None else {}
-        return {"raw": state, "net": net, "w0": self.w0.detach().clone()}
-
-    def restore(self, snap: dict[str, Any]) -> None:
-        with torch.no_grad():
-            for k, v in snap["raw"].items():
-                self.raw[k].copy_(v)
-            self.w0.copy_(snap["w0"])
-        if self.network is not None:
-            self.network.load_state_dict(snap["net"])
-
-
-def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutConfig = RolloutConfig(),
-                params: Params | None = None, init_weights: Tensor | None = None,
-                validation: CohortTensors | None = None, seed: int | None = None,
-                progress: bool | None = None) -> RolloutResult:
-    """Fit a rule (and the initial weights) by deterministic rollout with truncated backprop through time.
-
-    Parameters
-    ----------
-    cohort : CohortTensors
-        Training animals.
-    rule : LearningRule
-        Any fittable rule; it is copied, the copy is trained and returned in the result.
-    config : RolloutConfig
-        Optimization options.
-    params : Mapping[str, Tensor], optional
-        Starting values of a parametric rule's parameters (default: the declared defaults).
-    init_weights : Tensor, shape (K,) or (animals, K), optional
-        Starting initial weights (default: ``config.init_from``).
-    validation : CohortTensors, optional
-        Held-out animals, scored with the mean fitted initial weights, for early stopping and monitoring.
-    seed : int, optional
-        Seed of the mini-batch order.
-    progress : bool, optional
-        Show a tqdm bar (default: when stderr is a terminal).
-
-    Returns
-    -------
-    RolloutResult
-
-    Notes
-    -----
-    With free per-animal initial weights a flexible (neural) rule can trade them against, e.g., a
-    mean-reverting update and reach the likelihood of the true rule with a different per-trial update; the
-    held-out likelihood is then well recovered but the update itself less so (bench/neural_recovery.py). Known
-    or fixed initial weights (``RolloutConfig(init_weights="fixed")`` and the ``init_weights`` argument) remove
-    that freedom.
-    """
-    if not rule.fittable:
-        raise ValueError(f"rule {rule.name} is not fittable (its state depends on the latent weights)")
-    if config.patience is not None and validation is None:
-        raise ValueError("config.patience needs a validation cohort")
-    generator = torch.Generator()
-    generator.manual_seed(seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_()))
-    trainer = _Trainer(cohort, rule, params, init_weights, config)
-    t0, losses, val, best = time.perf_counter(), [], [], (-math.inf, None, 0)
-    bar = tqdm(range(config.epochs), disable=not (sys.stderr.isatty() if progress is None else progress),
-               desc=f"rollout {rule.name}")
-    stop = "max epochs"
-    for epoch in bar:
-        order = torch.randperm(cohort.n_animals, generator=generator)
-        sums = [trainer.batch(idx, epoch) for idx in order.split(config.batch_size or cohort.n_animals)]
-        losses.append(sum(s for s, _ in sums) / max(sum(n for _, n in sums), 1))
-        trainer.scheduler.step()
-        bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        if validation is not None and (epoch + 1) % config.eval_every == 0:
-            val.append(predict_heldout(validation, trainer.rule, trainer.params(),
-                                       init_weights=trainer.initial().detach().mean(0)).loglik_per_trial)
-            if val[-1] > best[0]:
-                best = (val[-1], trainer.snapshot(), 0)
-            else:
-                best = (best[0], best[1], best[2] + 1)
-        if (epoch + 1) % config.log_every == 0 or epoch == 0:
-            logger.info("epoch %d: train NLL/trial %.5f%s", epoch + 1, losses[-1],
-                        f", held-out LL/trial {val[-1]:.5f}" if val else "")
-        if config.patience is not None and best[2] >= config.patience:
-            stop = f"early stop: no held-out improvement in {config.patience} evaluations"
-            break
-        if config.time_budget_s is not None and time.perf_counter() - t0 > config.time_budget_s:
-            stop = f"time budget {config.time_budget_s:.0f} s"
-            break
-    bar.close()
-    if best[1] is not None and config.patience is not None:
-        trainer.restore(best[1])
-    converged = stop.startswith("early") or (len(losses) > 1 and
-                                             abs(losses[-1] - losses[-2]) <= config.tol * abs(losses[-2]))
-    if trainer.network is not None:
-        trainer.network.eval()
-    fitted = {k: v.detach() for k, v in trainer.params().items()}
-    w0 = trainer.initial().detach().clone()
-    return RolloutResult(trainer.rule, fitted, w0, tuple(losses), tuple(val), converged, len(losses),
-                         trainer.n_updates, time.perf_counter() - t0,
-                         rollout_loglik(cohort, trainer.rule, fitted, w0), stop)

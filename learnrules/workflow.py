@@ -7,7 +7,7 @@ whatever the method, so writing outputs, scoring and plotting never branch on it
   (:func:`learnrules.inference.fit`);
 - neural rules (``mlp``, ``gru``): the same variational fit with the network's tensors trained by Adam
   under a wall-time budget (default), or the deterministic rollout fit (``method="rollout"``: sigma = 0,
-  Liu et al. 2025; :func:`learnrules.inference.rollout.fit_rollout`), whose rolled-out weights fill the
+  Liu et al. 2025; :func:`learnrules.inference.rollout_fit.fit_rollout`), whose rolled-out weights fill the
   result with zero posterior sd and zero noise.
 """
 
@@ -26,7 +26,8 @@ from learnrules.behavior.trials import TrialData
 from learnrules.inference.evaluate import PredictiveScore, gaussian_filter_loglik
 from learnrules.inference.fit import FitConfig, fit
 from learnrules.inference.result import FitResult
-from learnrules.inference.rollout import RolloutConfig, RolloutResult, fit_rollout, rollout_trajectory
+from learnrules.inference.rollout import rollout_trajectory
+from learnrules.inference.rollout_fit import RolloutConfig, RolloutResult, fit_rollout
 from learnrules.models.dynamics import DynamicsConfig
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import GRURule, MLPRule, NeuralRule

@@ -7,7 +7,7 @@ tensors with :func:`rule_network` (e.g. ``pyro.module("rule", rule_network(rule)
 ``torch.optim.Adam(rule_network(rule).parameters())``); the ``params`` mapping of the rule interface is
 ignored by neural rules. :func:`learnrules.inference.fit.fit` trains a copy of the network on the collapsed
 ELBO of the variational fit (``FitResult.neural_rule()`` rebuilds it), and
-:func:`learnrules.inference.rollout.fit_rollout` by deterministic rollout.
+:func:`learnrules.inference.rollout_fit.fit_rollout` by deterministic rollout.
 
 Inputs of the update, per trial: the current weights ``w`` (K), the features ``x`` (K), the choice ``y``
 and the reward ``r`` (both recoded to -1/+1 inside the network). The correct side is not a separate input:

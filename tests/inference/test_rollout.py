@@ -4,14 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from learnrules.inference.rollout import (
-    RolloutConfig,
-    estimate_initial_weights,
-    fit_rollout,
-    predict_heldout,
-    rollout_loglik,
-    rollout_trajectory,
-)
+from learnrules.inference.rollout import estimate_initial_weights, predict_heldout, rollout_loglik, rollout_trajectory
+from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import GRURule, MLPRule
 from learnrules.models.rule import LearningRule
