@@ -129,7 +129,7 @@ def plot_comparison(compare_table: pd.DataFrame, *, metric: str = "nats_per_tria
         raise ValueError(f"metric must be one of {sorted(errors)}, got {metric!r}")
     table = compare_table.sort_values("rank") if "rank" in compare_table else compare_table
     values, err = table[metric].to_numpy(float), table[errors[metric]].to_numpy(float)
-    fig, axes = new_figure(1, 1, width=max(3.0, 0.9 * len(table) + 1.5), height=3.4)
+    fig, axes = new_figure(1, 1, width=max(4.2, 0.9 * len(table) + 1.5), height=3.4)
     ax = axes[0, 0]
     colors = ["C2" if i == 0 else "C0" for i in range(len(table))]
     ax.bar(np.arange(len(table)), values, yerr=err, color=colors, capsize=4)
@@ -138,5 +138,5 @@ def plot_comparison(compare_table: pd.DataFrame, *, metric: str = "nats_per_tria
     low, high = np.nanmin(values - err), np.nanmax(values + err)
     pad = 0.15 * (high - low) if high > low else 0.05
     ax.set_ylim(low - pad, min(high + pad, 0.0) if metric != "accuracy" else high + pad)
-    ax.set_title("held-out score (mean ± SE across animals)")
+    ax.set_title("held-out score (mean ± SE across animals)", fontsize="medium")
     return finish(fig, path)
