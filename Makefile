@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --constraint constraints.txt
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-fast test-slow lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,13 @@ lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 
 test: lint
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not study"
+
+test-fast: lint
+	$(PY) -m pytest -m "not slow and not study"
 
 test-slow: $(VENV)/.installed-test
-	$(PY) -m pytest -m slow
+	$(PY) -m pytest -m "slow or study"
 
 clean:
 	rm -rf $(VENV) build *.egg-info
