@@ -146,7 +146,7 @@ def elbo(hyper: Hyper, data: CohortTensors, mean: Tensor, cov: Tensor, cross: Te
         cov_pair = cov[:, 1:] - a @ cross.mT - cross @ a.mT + a @ cov[:, :-1] @ a.mT
         pair_var = cov_pair.diagonal(dim1=-2, dim2=-1)
     spread = lin.resid.pow(2) + pair_var
-    dynamics = -0.5 * (spread * lin.prec + lin.log_var + _LOG_2PI * (lin.prec > 0)).sum((-1, -2))
+    dynamics = -0.5 * (spread * lin.prec + lin.log_var + _LOG_2PI * (lin.prec > 0).to(lin.prec.dtype)).sum((-1, -2))
     var0 = hyper.sigma_init.pow(2)
     init = -0.5 * (((mean[:, 0] - hyper.init_mean).pow(2) + cov[:, 0].diagonal(dim1=-2, dim2=-1)) / var0
                    + var0.log() + _LOG_2PI).sum(-1)

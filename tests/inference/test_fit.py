@@ -195,3 +195,16 @@ def test_small_parametric_recovery_of_the_stimulus_learning_rate():
     assert row["lower"] <= 0.1 <= row["upper"]
     assert abs(row["mean"] - 0.1) / 0.1 < 0.4
     assert res.converged
+
+
+def test_fit_from_trials_is_double_precision_whatever_the_default_dtype():
+    from learnrules.behavior import load_trials
+    from learnrules.synthetic import simulate_cohort
+
+    trials = load_trials(simulate_cohort(ReinforceBaseline(), n_animals=2, n_trials=300, seed=3).table)
+    config = FitConfig(param_posterior="none", max_steps=5)
+    reference = fit(trials, rule=ReinforceBaseline(), config=config, seed=0)
+    torch.set_default_dtype(torch.float32)  # the autouse fixture restores float64 for the next test
+    single = fit(trials, rule=ReinforceBaseline(), config=config, seed=0)
+    assert single.weights_mean.dtype == np.float64
+    assert single.elbo == pytest.approx(reference.elbo, rel=1e-9)
