@@ -300,7 +300,8 @@ def _optimize(objective: _Objective, config: FitConfig, progress: bool) -> tuple
 def _as_cohort(data: TrialData | CohortTensors, features: tuple[str, ...]) -> CohortTensors:
     if isinstance(data, CohortTensors):
         return data
-    return CohortTensors.from_trials(data, features, dtype=torch.float64)  # float32 stalls the banded solves
+    # fits run in double precision whatever the caller's default dtype
+    return CohortTensors.from_trials(data, features, dtype=torch.float64)
 
 
 def fit(data: TrialData | CohortTensors, *, rule: LearningRule | None = None,
