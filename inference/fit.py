@@ -366,7 +366,7 @@ def _result(rule: LearningRule | None, cohort: CohortTensors, theta: Theta, post
     mean = post.mean.numpy() * valid[..., None]
     wcov = post.cov.numpy() * valid[..., None, None]
     sd = np.sqrt(np.clip(np.diagonal(wcov, axis1=-2, axis2=-1), 0, None))
-    table = parameter_table(theta, cov, names, level=config.band_level)
+    table = parameter_table(theta, cov, names, level=config.band_level, rule=rule)
     neural = isinstance(rule, NeuralRule)
     state = {k: v.detach().cpu().numpy().copy() for k, v in rule.state_dict().items()} if neural else {}
     return FitResult(

@@ -10,6 +10,7 @@ import torch
 from scipy.stats import norm
 
 from learnrules.inference.theta import Theta
+from learnrules.models.rule import LearningRule
 
 __all__ = ["laplace_covariance", "parameter_table"]
 
@@ -71,11 +72,14 @@ def laplace_covariance(objective, *, step: float = 1e-3) -> tuple[np.ndarray, tu
     return cov.numpy(), tuple(_labels(theta))
 
 
-def parameter_table(theta: Theta, cov: np.ndarray, names: tuple[str, ...], *, level: float = 0.9) -> pd.DataFrame:
+def parameter_table(theta: Theta, cov: np.ndarray, names: tuple[str, ...], *, level: float = 0.9,
+                    rule: LearningRule | None = None) -> pd.DataFrame:
     """Return rows parameter, feature, mean, sd, lower, upper for the noise sd and the rule parameters.
 
     ``mean`` is the posterior mode on the constrained scale, ``sd`` its delta-method sd, and the interval is
     the transformed Gaussian interval of the unconstrained value. Fixed hyperparameters get ``sd = 0``.
+    The rule's :meth:`~learnrules.models.rule.LearningRule.derived` quantities follow, their ``mean`` at the
+    mode and their ``sd`` and interval from draws of the Laplace posterior.
     """
     z = norm.ppf(0.5 + level / 2)
     sds = np.sqrt(np.clip(np.diag(cov), 0, None)) if len(names) else np.zeros(0)
@@ -97,4 +101,40 @@ def parameter_table(theta: Theta, cov: np.ndarray, names: tuple[str, ...], *, le
         feats = theta.feature_names if per_feature else [""] * u.numel()
         for i, f in enumerate(feats):
             rows.append((name, f, float(value[i]), float(slope[i] * sd_u[i]), float(lower[i]), float(upper[i])))
+    if rule is not None:
+        rows += _derived_rows(theta, rule, cov, level)
     return pd.DataFrame(rows, columns=["parameter", "feature", "mean", "sd", "lower", "upper"])
+
+
+def _derived_rows(theta: Theta, rule: LearningRule, cov: np.ndarray, level: float, n_draws: int = 4000
+                  ) -> list[tuple]:
+    """Rows of the rule's derived quantities: value at the mode, sd and interval over Laplace draws."""
+    mode = {name: theta.transforms[name](u.detach()) for name, u in theta.rule_u.items()}
+    at_mode = rule.derived(mode)
+    if not at_mode:
+        return []
+    draws = {name: value.expand(n_draws, *value.shape) for name, value in mode.items()}
+    if cov.size:
+        leaves = theta.laplace_leaves()
+        centre = torch.cat([t.detach().reshape(-1) for _, t, _, _ in leaves])
+        values, vectors = torch.linalg.eigh(torch.as_tensor(cov, dtype=centre.dtype))
+        noise = torch.randn(n_draws, centre.numel(), dtype=centre.dtype, generator=torch.Generator().manual_seed(0))
+        u = centre + (noise * values.clamp_min(0).sqrt()) @ vectors.T
+        offset = 0
+        for name, tensor, transform, _ in leaves:
+            block = u[:, offset:offset + tensor.numel()].reshape(n_draws, *tensor.shape)
+            offset += tensor.numel()
+            if name in draws:
+                draws[name] = transform(block)
+    sampled = rule.derived(draws)
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+    rows = []
+    for name, value in at_mode.items():
+        per_feature = value.shape == (len(theta.feature_names),)
+        feats = theta.feature_names if per_feature else [""]
+        spread = sampled[name].reshape(n_draws, -1).double()
+        lower, upper = torch.quantile(spread, q, dim=0)
+        for i, f in enumerate(feats):
+            rows.append((name, f, float(value.reshape(-1)[i]), float(spread[:, i].std()), float(lower[i]),
+                         float(upper[i])))
+    return rows

@@ -125,6 +125,14 @@ class LearningRule(abc.ABC):
             out.append(context)
         return torch.stack(out, dim=-2) if out else context.unsqueeze(-2)[..., :0, :]
 
+    def derived(self, params: Params) -> dict[str, Tensor]:
+        """Interpretable quantities computed from the parameters, reported beside them with intervals.
+
+        A rule declares its parameters in the coordinates the data identify (so that a Gaussian posterior on
+        the unconstrained scale fits) and reports the familiar ones here; none by default.
+        """
+        return {}
+
     def step(self, params: Params, state: Tensor, w: Tensor, x: Tensor, y: Tensor, r: Tensor
              ) -> tuple[Tensor, Tensor]:
         """One simulator step: the weight change after trial ``(x, y, r)`` and the new state.

@@ -83,18 +83,36 @@ class AsymmetricReinforce(LearningRule):
     the chosen side with rate ``alpha_plus`` and an omission pushes them away with rate ``alpha_minus``: the
     positive / negative prediction-error asymmetry of reinforcement-learning models of striatal learning
     (e.g. Frank et al. 2004; Lefebvre et al. 2017), in the policy-gradient form of Ashwood et al. (2020).
-    Both rates are per weight and positive.
+
+    The rule is declared by the total rate ``alpha = alpha_plus + alpha_minus`` and the omission share
+    ``s = alpha_minus / alpha``, so that :math:`\Delta w = \alpha \odot (r - s) (y - p) x`, and reports
+    ``alpha_plus = alpha (1 - s)`` and ``alpha_minus = alpha s`` through :meth:`derived`. Why: averaged over the
+    choice, the update is ``alpha p (1 - p) x`` towards the correct side whatever ``s`` (``s`` is a per-weight
+    reward baseline, which changes only the update's variance), so the data fix ``alpha`` tightly and ``s``
+    only weakly. In these coordinates that is an axis-aligned, nearly Gaussian posterior; in
+    ``(alpha_plus, alpha_minus)`` it is a curved ridge that a Laplace approximation cannot follow. Use
+    :meth:`from_rates` to give a simulator the familiar rates.
     """
 
     parameters: ClassVar = MappingProxyType({
-        "alpha_plus": Parameter(2 * _ALPHA / 3, constraints.positive, per_feature=True,
-                                doc="learning rate after a rewarded trial"),
-        "alpha_minus": Parameter(_ALPHA / 3, constraints.positive, per_feature=True,
-                                 doc="learning rate after an unrewarded trial"),
+        "alpha": Parameter(_ALPHA, constraints.positive, per_feature=True,
+                           doc="total rate alpha_plus + alpha_minus (sets the expected update)"),
+        "omission_share": Parameter(1 / 3, constraints.unit_interval, per_feature=True,
+                                    doc="alpha_minus / (alpha_plus + alpha_minus)"),
     })
 
+    @staticmethod
+    def from_rates(alpha_plus: Tensor, alpha_minus: Tensor) -> dict[str, Tensor]:
+        """Return the rule's parameters for rates ``alpha_plus`` (after a reward) and ``alpha_minus``."""
+        alpha_plus, alpha_minus = torch.as_tensor(alpha_plus), torch.as_tensor(alpha_minus)
+        total = alpha_plus + alpha_minus
+        return {"alpha": total, "omission_share": alpha_minus / total}
+
+    def derived(self, params: Params) -> dict[str, Tensor]:
+        """Return ``alpha_plus`` and ``alpha_minus``."""
+        alpha, share = params["alpha"], params["omission_share"]
+        return {"alpha_plus": alpha * (1 - share), "alpha_minus": alpha * share}
+
     def drift(self, params: Params, w: Tensor, x: Tensor, y: Tensor, r: Tensor, context: Tensor) -> Tensor:
-        """Return ``(r alpha_plus - (1 - r) alpha_minus) * (y - p) * x``."""
-        r = r.unsqueeze(-1)
-        signed_rate = r * params["alpha_plus"] - (1.0 - r) * params["alpha_minus"]
-        return signed_rate * policy_score(w, x, y)
+        """Return ``alpha * (r - omission_share) * (y - p) * x``."""
+        return params["alpha"] * (r.unsqueeze(-1) - params["omission_share"]) * policy_score(w, x, y)

@@ -13,7 +13,7 @@ from learnrules.inference.result import FitResult
 from learnrules.inference.theta import Theta
 from learnrules.inference.vi import update_posterior
 from learnrules.models.dynamics import DynamicsConfig, drift_sequence, transition_sd
-from learnrules.other_rules import ReinforceBaseline
+from learnrules.other_rules import AsymmetricReinforce, ReinforceBaseline
 
 _spec = importlib.util.spec_from_file_location("fitting_helpers", Path(__file__).with_name("fitting_helpers.py"))
 helpers = importlib.util.module_from_spec(_spec)
@@ -195,6 +195,21 @@ def test_small_parametric_recovery_of_the_stimulus_learning_rate():
     assert row["lower"] <= 0.1 <= row["upper"]
     assert abs(row["mean"] - 0.1) / 0.1 < 0.4
     assert res.converged
+
+
+def test_asymmetric_rule_reports_its_rates_with_intervals_from_the_laplace_posterior():
+    rule = AsymmetricReinforce()
+    truth = rule.from_rates(torch.tensor([0.1, 0.2]), torch.tensor([0.05, 0.05]))
+    data, _ = helpers.simulate(rule, truth, n_animals=2, n_trials=300, sigma=0.05, seed=2)
+    res = fit(data, rule=rule, config=FitConfig(max_steps=40))
+    table = res.parameters.set_index(["parameter", "feature"])
+    for f in ("bias", "stimulus"):
+        alpha, share = table.loc[("alpha", f), "mean"], table.loc[("omission_share", f), "mean"]
+        plus, minus = table.loc[("alpha_plus", f)], table.loc[("alpha_minus", f)]
+        assert plus["mean"] == pytest.approx(alpha * (1 - share)) and minus["mean"] == pytest.approx(alpha * share)
+        # The derived intervals come from the same posterior: alpha_plus < alpha and a real spread.
+        assert 0 < plus["lower"] < plus["mean"] < plus["upper"] < table.loc[("alpha", f), "upper"]
+        assert plus["sd"] > 0 and minus["sd"] > 0
 
 
 def test_fit_from_trials_is_double_precision_whatever_the_default_dtype():

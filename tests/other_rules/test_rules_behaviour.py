@@ -46,7 +46,7 @@ def test_baseline_omission_lowers_chosen_side_probability():
 
 def test_asymmetric_rates_scale_moves():
     rule = AsymmetricReinforce()
-    params = {"alpha_plus": torch.full((3,), 0.2), "alpha_minus": torch.full((3,), 0.05)}
+    params = AsymmetricReinforce.from_rates(torch.full((3,), 0.2), torch.full((3,), 0.05))
     w, x = random_states()
     n = w.shape[0]
     y = torch.ones(n)

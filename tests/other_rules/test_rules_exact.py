@@ -58,11 +58,17 @@ def test_reinforce_baseline():
 
 
 def test_asymmetric_reinforce():
-    params = {"alpha_plus": ALPHA, "alpha_minus": torch.tensor([0.03, 0.05])}
+    params = AsymmetricReinforce.from_rates(ALPHA, torch.tensor([0.03, 0.05]))
     dw, _ = step(AsymmetricReinforce(), params, y=1, r=1)
     assert dw.tolist() == pytest.approx([0.1 * (1 - P), 0.2 * (1 - P) * 0.8], abs=1e-12)
     dw, _ = step(AsymmetricReinforce(), params, y=1, r=0)
     assert dw.tolist() == pytest.approx([-0.03 * (1 - P), -0.05 * (1 - P) * 0.8], abs=1e-12)
+
+
+def test_asymmetric_reinforce_reports_the_rates_it_was_built_from():
+    rates = AsymmetricReinforce().derived(AsymmetricReinforce.from_rates(ALPHA, torch.tensor([0.03, 0.05])))
+    torch.testing.assert_close(rates["alpha_plus"], ALPHA)
+    torch.testing.assert_close(rates["alpha_minus"], torch.tensor([0.03, 0.05], dtype=ALPHA.dtype))
 
 
 def test_delta_rule_matches_value_update():
