@@ -29,7 +29,7 @@ RESULTS = Path(__file__).with_name("results")
 SIGMA = (0.02, 0.02)
 CASES = {
     "ReinforceBaseline": (ReinforceBaseline(), {"alpha": [0.05, 0.1], "beta": 0.3}),
-    "AsymmetricReinforce": (AsymmetricReinforce(), {"alpha_plus": [0.06, 0.1], "alpha_minus": [0.02, 0.04]}),
+    "AsymmetricReinforce": (AsymmetricReinforce(), AsymmetricReinforce.from_rates([0.06, 0.1], [0.02, 0.04])),
     "DeltaRule": (DeltaRule(), {"alpha": [0.01, 0.02], "beta": 4.0}),
 }
 RATES = {"alpha", "alpha_plus", "alpha_minus"}
@@ -63,6 +63,7 @@ def recover(name, n_animals, n_trials, seed=0):
     """Fit one case; return rows (one per true value) of the comparison table."""
     rule, truth = CASES[name]
     params = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in truth.items()}
+    truth = {k: v.tolist() for k, v in (params | rule.derived(params)).items()}
     data = simulate(rule, params, n_animals=n_animals, n_trials=n_trials, sigma=SIGMA, seed=seed)
     start = time.perf_counter()
     res = fit(data, rule=rule, config=FitConfig(dynamics=DynamicsConfig(sigma=0.05)), seed=seed)
