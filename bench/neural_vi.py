@@ -166,10 +166,10 @@ def part_gru(args: argparse.Namespace) -> list[tuple[str, object]]:
     gated = {"alpha0": 0.002, "alpha1": 0.08, "beta": 0.5, "eta": 0.2}
     for name in ("reward-gated", "reinforce"):
         truth = make_rule(name)
-        sim = simulate_cohort(truth, n_animals=args.animals + 6, n_trials=args.trials, sigma=0.01, seed=1,
-                              params=gated if name == "reward-gated" else None)
+        sim = simulate_cohort(truth, n_animals=args.animals + args.heldout, n_trials=args.trials, sigma=0.01,
+                              seed=1, params=gated if name == "reward-gated" else None)
         train = cohort_of(sim, np.arange(args.animals))
-        test = cohort_of(sim, np.arange(args.animals, args.animals + 6))
+        test = cohort_of(sim, np.arange(args.animals, args.animals + args.heldout))
         scores = {}
         for label, rule in (("mlp", MLPRule(2, hidden=(16, 16), seed=0)),
                             ("gru", GRURule(2, hidden=(16, 16), gru_hidden=8, seed=0))):
@@ -181,9 +181,9 @@ def part_gru(args: argparse.Namespace) -> list[tuple[str, object]]:
         oracle = gaussian_filter_loglik(test, truth, sim.params, sigma=0.01, init_mean=0.0, init_sd=0.5)
         rows.append((f"{name}_oracle_heldout_ll", oracle.nats_per_trial))
         d, se = paired(scores["gru"], scores["mlp"])
-        rows.append((f"{name}_gru_minus_mlp", f"{d:+.5f} +- {se:.5f} (SE over 6 held-out animals)"))
-    rows.append(("gru_cohorts", f"{args.animals} train + 6 held-out animals x {args.trials} trials, sigma 0.01, "
-                                f"reward-gated params {gated}, batch {args.batch} animals/step, budget "
+        rows.append((f"{name}_gru_minus_mlp", f"{d:+.5f} +- {se:.5f} (SE over {args.heldout} held-out animals)"))
+    rows.append(("gru_cohorts", f"{args.animals} train + {args.heldout} held-out animals x {args.trials} trials, "
+                                f"sigma 0.01, reward-gated params {gated}, batch {args.batch} animals/step, budget "
                                 f"{args.budget:.0f} s per fit"))
     return rows
 
@@ -303,6 +303,7 @@ def main() -> None:
     parser.add_argument("--rollout-lr", type=float, default=3e-3)
     parser.add_argument("--animals", type=int, default=12)
     parser.add_argument("--trials", type=int, default=10_000)
+    parser.add_argument("--heldout", type=int, default=6, help="held-out animals (gru)")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--n-folds", type=int, default=1)
