@@ -1,0 +1,147 @@
+"""Is the update identified from choices? What an update error costs in log-likelihood, and what an MLP finds.
+
+The Liu et al. (2025) setting of ``neural_recovery.py --known-init``: 100 noise-free REINFORCE animals x 2,000
+trials, initial weights known, deterministic rollout. Two parts, both on the exact (untruncated) rollout
+likelihood of the training animals:
+
+- ``price``: REINFORCE+baseline fitted with its baseline free, then fixed at 0.25 and 0.5 (REINFORCE has
+  none: its update is zero after an omission). The log-likelihood below the oracle (true rule, true
+  parameters) against the relative RMSE of the update on the visited states: how many nats the data charge
+  for a given update error when the rule has three parameters.
+- ``mlp``: an MLP rule (default hidden sizes (32, 32)) fitted by full-batch L-BFGS under a time budget: the
+  same two numbers, the error of the expected update (over the choice) and the share of the squared error on
+  unrewarded trials.
+
+Usage: python bench/neural_identify.py [--budget 900] [--hidden 32,32 8,8] [--name neural_identify]
+Writes results/<name>.md and .csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from neural_recovery import cohort_tensors, update_recovery
+
+from learnrules.inference.rollout import rollout_loglik, rollout_trajectory, trial_loglik
+from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
+from learnrules.models.neural import MLPRule, rule_network
+from learnrules.other_rules import Reinforce, ReinforceBaseline
+from learnrules.synthetic import simulate_cohort
+
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass(frozen=True)
+class FixedBaseline(ReinforceBaseline):
+    """REINFORCE+baseline with the baseline held at ``beta``: only the rates are fitted."""
+
+    beta: float = 0.5
+    parameters: ClassVar = MappingProxyType({"alpha": ReinforceBaseline.parameters["alpha"]})
+
+    def drift(self, params, w, x, y, r, context):  # noqa: ANN001, ANN201
+        beta = torch.tensor(self.beta, dtype=w.dtype)
+        return super().drift({**params, "beta": beta}, w, x, y, r, context)
+
+
+def row(label: str, sim, rule, params: dict, train, idx, loglik: float, oracle: float, **extra) -> dict:  # noqa: ANN001
+    """One result row: log-likelihood gap to the oracle and the pooled update recovery."""
+    pooled = update_recovery(sim, rule, train, idx, params)[-1]
+    return {"fit": label, "loglik_below_oracle": oracle - loglik, "rel_rmse": pooled["rel_rmse"],
+            "rel_rmse_expected": pooled["rel_rmse_expected"], "unrewarded_share": pooled["unrewarded_share"],
+            **extra}
+
+
+def part_price(sim, train, idx, w0: torch.Tensor, oracle: float) -> list[dict]:  # noqa: ANN001
+    """REINFORCE+baseline by full rollout, baseline free and fixed."""
+    config = RolloutConfig(epochs=300, lr=0.05, tbptt=train.features.shape[1], init_weights="fixed",
+                           update="sequence", tol=1e-9, log_every=100)
+    rows = []
+    for beta in (None, 0.25, 0.5):
+        rule = ReinforceBaseline() if beta is None else FixedBaseline(beta=beta)
+        tick = time.perf_counter()
+        res = fit_rollout(train, rule, config=config, init_weights=w0, seed=0, progress=False)
+        params = {k: v.detach() for k, v in res.params.items()}
+        full = params if beta is None else {**params, "beta": torch.tensor(beta)}
+        fitted = {k: np.round(v.numpy(), 4).tolist() for k, v in full.items()}
+        rows.append(row("REINFORCE+baseline, " + ("baseline free" if beta is None else f"baseline fixed {beta}"),
+                        sim, ReinforceBaseline(), full, train, idx, float(res.train_loglik.sum()), oracle,
+                        fitted=str(fitted), wall_s=round(time.perf_counter() - tick, 1)))
+    return rows
+
+
+def part_mlp(sim, train, idx, w0: torch.Tensor, oracle: float, budget: float,  # noqa: ANN001
+             hidden: tuple[int, ...]) -> list[dict]:
+    """MLP rule by full-batch L-BFGS (strong Wolfe) on the exact rollout likelihood, under a time budget."""
+    mlp = MLPRule(train.n_features, hidden=hidden, seed=0)
+    network = rule_network(mlp).to(train.features.dtype)
+    mask = train.observed & train.valid
+    n_obs = float(mask.sum())
+    optimizer = torch.optim.LBFGS(network.parameters(), lr=1.0, max_iter=20, history_size=100,
+                                  line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-14)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        weights, _, _ = rollout_trajectory(mlp, {}, train.features, train.choice, train.reward, mask, w0)
+        nll = -(trial_loglik(weights, train.features, train.choice) * mask).sum() / n_obs
+        nll.backward()
+        return nll
+
+    tick, steps = time.perf_counter(), 0
+    while time.perf_counter() - tick < budget:
+        loss = float(optimizer.step(closure).detach())  # the loss before this step
+        steps += 1
+        print(f"{time.perf_counter() - tick:6.0f} s  L-BFGS step {steps}: {oracle + loss * n_obs:.2f} nats below "
+              "the oracle", flush=True)
+    n_params = sum(p.numel() for p in network.parameters())
+    loglik = float(rollout_loglik(train, mlp, {}, w0).sum())
+    return [row(f"MLP {hidden}, full-batch L-BFGS", sim, mlp, {}, train, idx, loglik, oracle,
+                fitted=f"{n_params} network parameters, {steps} L-BFGS steps (20 iterations each)",
+                wall_s=round(time.perf_counter() - tick, 1))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=900.0, help="wall time of each MLP fit, s")
+    parser.add_argument("--hidden", nargs="+", default=["32,32"], help="MLP hidden sizes, one fit each")
+    parser.add_argument("--name", default="neural_identify", help="results/<name>.md and .csv")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float64)
+    sim = simulate_cohort(Reinforce(), n_animals=200, n_trials=2000, seed=0)  # the neural_recovery cohort
+    idx = np.arange(100)
+    train = cohort_tensors(sim, idx)
+    w0 = torch.as_tensor(sim.weights[idx, 0])
+    truth = {k: torch.as_tensor(v) for k, v in sim.params.items()}
+    oracle = float(rollout_loglik(train, Reinforce(), truth, w0).sum())
+    rows = part_price(sim, train, idx, w0, oracle)
+    for hidden in args.hidden:
+        rows += part_mlp(sim, train, idx, w0, oracle, args.budget, tuple(int(h) for h in hidden.split(",")))
+    table = pd.DataFrame(rows)
+    RESULTS.mkdir(exist_ok=True)
+    table.to_csv(RESULTS / f"{args.name}.csv", index=False)
+    header = ["fit", "loglik_below_oracle", "rel_rmse", "rel_rmse_expected", "unrewarded_share", "fitted", "wall_s"]
+    lines = [f"# {args.name}", "",
+             f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch {torch.__version__}, 1 thread. "
+             f"100 noise-free REINFORCE animals x 2,000 trials (alpha {sim.params['alpha'].tolist()}), initial "
+             f"weights known; oracle log-likelihood {oracle:.2f} nats over {int(train.observed.sum())} trials. "
+             "Log-likelihood in nats (total over the training animals); relative RMSE of the update on the "
+             "visited states, pooled over weights.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        lines.append("| " + " | ".join(f"{r[h]:.3f}" if isinstance(r[h], float) else str(r[h]) for h in header)
+                     + " |")
+    text = "\n".join(lines) + "\n"
+    (RESULTS / f"{args.name}.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
