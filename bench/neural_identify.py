@@ -19,6 +19,8 @@ Writes results/<name>.md and .csv.
 from __future__ import annotations
 
 import argparse
+import copy
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,16 +96,21 @@ def part_mlp(sim, train, idx, w0: torch.Tensor, oracle: float, budget: float,  #
         nll.backward()
         return nll
 
-    tick, steps = time.perf_counter(), 0
+    tick, steps, note = time.perf_counter(), 0, ""
     while time.perf_counter() - tick < budget:
+        last_good = copy.deepcopy(network.state_dict())
         loss = float(optimizer.step(closure).detach())  # the loss before this step
+        if not math.isfinite(float(closure().detach())):  # the line search can step into a diverging rollout
+            network.load_state_dict(last_good)
+            note = f"; stopped: non-finite loss after step {steps + 1}, state of step {steps} kept"
+            break
         steps += 1
         print(f"{time.perf_counter() - tick:6.0f} s  L-BFGS step {steps}: {oracle + loss * n_obs:.2f} nats below "
               "the oracle", flush=True)
     n_params = sum(p.numel() for p in network.parameters())
     loglik = float(rollout_loglik(train, mlp, {}, w0).sum())
     return [row(f"MLP {hidden}, full-batch L-BFGS", sim, mlp, {}, train, idx, loglik, oracle,
-                fitted=f"{n_params} network parameters, {steps} L-BFGS steps (20 iterations each)",
+                fitted=f"{n_params} network parameters, {steps} L-BFGS steps (20 iterations each){note}",
                 wall_s=round(time.perf_counter() - tick, 1))]
 
 
