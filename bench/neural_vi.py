@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from neural_recovery import update_recovery
 
 from learnrules.inference.evaluate import gaussian_filter_loglik
 from learnrules.inference.fit import FitConfig, fit
@@ -244,20 +245,14 @@ def part_recovery(args: argparse.Namespace) -> list[tuple[str, object]]:
         train, test = cohort_of(sim, idx), cohort_of(sim, np.arange(args.animals, args.animals + 10))
         res = fit_vi(train, MLPRule(2, hidden=(16, 16), seed=0), args.budget, batch=args.batch)
         rule = res.neural_rule()
-        dtype = torch.get_default_dtype()
-        w = torch.as_tensor(sim.weights[idx], dtype=dtype)
-        with torch.no_grad():
-            fitted = rule.drift({}, w, train.features, train.choice, train.reward,
-                                torch.zeros(*w.shape[:2], 0)).numpy()
-        true = sim.updates[idx]
-        rel = float(np.sqrt(np.mean((fitted - true) ** 2)) / np.sqrt(np.mean(true ** 2)))
-        corr = float(np.corrcoef(fitted.ravel(), true.ravel())[0, 1])
+        pooled = update_recovery(sim, rule, train, idx)[-1]
         model = adf_score(res, rule, {}, test).nats_per_trial
         oracle_sd = max(sigma, 1e-4)
         oracle = gaussian_filter_loglik(test, truth, sim.params, sigma=oracle_sd, init_mean=0.0,
                                         init_sd=0.5).nats_per_trial
         key = f"{name}_sigma{sigma:g}"
-        rows += [(f"{key}_update_rel_rmse", rel), (f"{key}_update_corr", corr),
+        rows += [(f"{key}_update_rel_rmse", pooled["rel_rmse"]), (f"{key}_update_corr", pooled["corr"]),
+                 (f"{key}_expected_update_rel_rmse", pooled["rel_rmse_expected"]),
                  (f"{key}_heldout_gap", model - oracle),
                  (f"{key}_fit", f"{res.n_steps} steps, {res.elapsed_s:.0f} s, sigma {np.round(res.sigma, 4).tolist()}")]
     rows.append(("recovery_cohorts", f"{args.animals} train + 10 held-out animals x {args.trials} trials "

@@ -108,18 +108,16 @@ def parameter_table(theta: Theta, cov: np.ndarray, names: tuple[str, ...], *, le
 
 def _derived_rows(theta: Theta, rule: LearningRule, cov: np.ndarray, level: float, n_draws: int = 4000
                   ) -> list[tuple]:
-    """Rows of the rule's derived quantities: value at the mode, sd and interval over Laplace draws."""
-    mode = {name: theta.transforms[name](u.detach()) for name, u in theta.rule_u.items()}
+    """Rows of the rule's derived quantities: value at the mode, sd and interval over seeded Laplace draws."""
+    mode = {name: value.detach() for name, value in theta.hyper().params.items()}
     at_mode = rule.derived(mode)
     if not at_mode:
         return []
     draws = {name: value.expand(n_draws, *value.shape) for name, value in mode.items()}
     if cov.size:
         leaves = theta.laplace_leaves()
-        centre = torch.cat([t.detach().reshape(-1) for _, t, _, _ in leaves])
-        values, vectors = torch.linalg.eigh(torch.as_tensor(cov, dtype=centre.dtype))
-        noise = torch.randn(n_draws, centre.numel(), dtype=centre.dtype, generator=torch.Generator().manual_seed(0))
-        u = centre + (noise * values.clamp_min(0).sqrt()) @ vectors.T
+        centre = torch.cat([t.detach().reshape(-1) for _, t, _, _ in leaves]).numpy()
+        u = torch.as_tensor(np.random.default_rng(0).multivariate_normal(centre, cov, size=n_draws, method="eigh"))
         offset = 0
         for name, tensor, transform, _ in leaves:
             block = u[:, offset:offset + tensor.numel()].reshape(n_draws, *tensor.shape)
