@@ -180,7 +180,7 @@ def _recovery_scores(cohort: SimulatedCohort, model: FittedModel, fresh: Simulat
     err = update_rmse(cohort.rule, cohort.params, update, visited_states(cohort, seed=args.seed),
                       feature_names=names)
     scores["update_relative_rmse"] = err.relative_rmse
-    truth, known = [], {**cohort.params, "sigma": cohort.sigma}
+    truth, known = [], cohort.true_values()
     for row in res.parameters.itertuples():
         if row.parameter in known:
             value = np.atleast_1d(known[row.parameter])

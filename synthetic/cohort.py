@@ -69,6 +69,12 @@ class SimulatedCohort:
         """Subject names, in the order of the first axis of the arrays."""
         return tuple(dict.fromkeys(self.table["subject"].tolist()))
 
+    def true_values(self) -> dict[str, np.ndarray]:
+        """Return the ground truth by the names a fit reports: rule parameters, derived quantities, ``sigma``."""
+        tensors = {name: torch.as_tensor(np.asarray(value, float)) for name, value in self.params.items()}
+        derived = {name: value.numpy() for name, value in self.rule.derived(tensors).items()}
+        return {**self.params, **derived, "sigma": self.sigma}
+
     def to_ibl_table(self) -> pd.DataFrame:
         """Return the trials in IBL ALF coding.
 

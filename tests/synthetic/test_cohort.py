@@ -122,3 +122,14 @@ def test_bad_inputs_raise_clear_errors():
     cohort = simulate_cohort(rule, n_animals=1, n_trials=10, params=params)
     assert params["alpha"].tolist() == [0.1, 0.2]
     assert cohort.params["alpha"].tolist() == [0.1, 0.2] and cohort.params["beta"] == 0.5
+
+
+def test_true_values_name_the_ground_truth_as_a_fit_reports_it():
+    rule = make_rule("asymmetric")
+    params = {k: v.numpy() for k, v in rule.from_rates(torch.tensor([0.06, 0.1]), torch.tensor([0.02, 0.04])).items()}
+    cohort = simulate_cohort(rule, n_animals=2, n_trials=50, sigma=[0.01, 0.02], seed=0, params=params)
+    truth = cohort.true_values()
+    np.testing.assert_allclose(truth["alpha_plus"], [0.06, 0.1])
+    np.testing.assert_allclose(truth["alpha_minus"], [0.02, 0.04])
+    np.testing.assert_allclose(truth["alpha"], [0.08, 0.14])
+    np.testing.assert_allclose(truth["sigma"], [0.01, 0.02])
