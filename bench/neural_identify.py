@@ -1,8 +1,8 @@
 """Is the update identified from choices? What an update error costs in log-likelihood, and what an MLP finds.
 
 The Liu et al. (2025) setting of ``neural_recovery.py --known-init``: 100 noise-free REINFORCE animals x 2,000
-trials, initial weights known, deterministic rollout. Two parts, both on the exact (untruncated) rollout
-likelihood of the training animals:
+trials, initial weights known, deterministic rollout, 100 more animals held out. Two parts, both fitted on
+the exact (untruncated) rollout likelihood of the training animals:
 
 - ``price``: REINFORCE+baseline fitted with its baseline free, then fixed at 0.25 and 0.5 (REINFORCE has
   none: its update is zero after an omission). The log-likelihood below the oracle (true rule, true
@@ -10,9 +10,12 @@ likelihood of the training animals:
   for a given update error when the rule has three parameters.
 - ``mlp``: an MLP rule (default hidden sizes (32, 32)) fitted by full-batch L-BFGS under a time budget: the
   same two numbers, the error of the expected update (over the choice) and the share of the squared error on
-  unrewarded trials.
+  unrewarded trials, per network initialization.
 
-Usage: python bench/neural_identify.py [--budget 900] [--hidden 32,32 8,8] [--name neural_identify]
+Every row also gives the held-out animals' log-likelihood per trial (true initial weights) minus the true
+rule's: a fit above the oracle on its training animals but below it on new ones has fitted noise.
+
+Usage: python bench/neural_identify.py [--budget 900] [--hidden 32,32 8,8] [--seeds 0 1 2] [--name NAME]
 Writes results/<name>.md and .csv.
 """
 
@@ -32,13 +35,16 @@ import pandas as pd
 import torch
 from neural_recovery import cohort_tensors, update_recovery
 
-from learnrules.inference.rollout import rollout_loglik, rollout_trajectory, trial_loglik
+from learnrules.inference.rollout import predict_heldout, rollout_loglik, rollout_trajectory, trial_loglik
 from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
+from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import MLPRule, rule_network
+from learnrules.models.rule import LearningRule
 from learnrules.other_rules import Reinforce, ReinforceBaseline
-from learnrules.synthetic import simulate_cohort
+from learnrules.synthetic import SimulatedCohort, simulate_cohort
 
 RESULTS = Path(__file__).parent / "results"
+TRAIN, TEST = np.arange(100), np.arange(100, 200)
 
 
 @dataclass(frozen=True)
@@ -53,36 +59,61 @@ class FixedBaseline(ReinforceBaseline):
         return super().drift({**params, "beta": beta}, w, x, y, r, context)
 
 
-def row(label: str, sim, rule, params: dict, train, idx, loglik: float, oracle: float, **extra) -> dict:  # noqa: ANN001
-    """One result row: log-likelihood gap to the oracle and the pooled update recovery."""
-    pooled = update_recovery(sim, rule, train, idx, params)[-1]
-    return {"fit": label, "loglik_below_oracle": oracle - loglik, "rel_rmse": pooled["rel_rmse"],
-            "rel_rmse_expected": pooled["rel_rmse_expected"], "unrewarded_share": pooled["unrewarded_share"],
-            **extra}
+@dataclass(frozen=True)
+class Setting:
+    """The simulated cohort, its training and held-out animals (known initial weights) and the oracle."""
+
+    sim: SimulatedCohort
+    train: CohortTensors
+    test: CohortTensors
+    w0: torch.Tensor
+    test_w0: torch.Tensor
+    oracle: float  # total train log-likelihood of the true rule
+    test_oracle: float  # held-out log-likelihood per trial of the true rule
+
+    @classmethod
+    def build(cls) -> Setting:
+        sim = simulate_cohort(Reinforce(), n_animals=200, n_trials=2000, seed=0)  # the neural_recovery cohort
+        train, test = cohort_tensors(sim, TRAIN), cohort_tensors(sim, TEST)
+        w0, test_w0 = torch.as_tensor(sim.weights[TRAIN, 0]), torch.as_tensor(sim.weights[TEST, 0])
+        truth = {k: torch.as_tensor(v) for k, v in sim.params.items()}
+        return cls(sim, train, test, w0, test_w0, float(rollout_loglik(train, Reinforce(), truth, w0).sum()),
+                   predict_heldout(test, Reinforce(), truth, init_weights=test_w0).loglik_per_trial)
+
+    def row(self, label: str, rule: LearningRule, params: dict, loglik: float, **extra: object) -> dict:
+        """Train log-likelihood below the oracle, held-out gap per trial and the pooled update recovery."""
+        pooled = update_recovery(self.sim, rule, self.train, TRAIN, params)[-1]
+        heldout = predict_heldout(self.test, rule, params, init_weights=self.test_w0).loglik_per_trial
+        return {"fit": label, "loglik_below_oracle": self.oracle - loglik,
+                "heldout_gap_per_trial": heldout - self.test_oracle, "rel_rmse": pooled["rel_rmse"],
+                "rel_rmse_expected": pooled["rel_rmse_expected"], "unrewarded_share": pooled["unrewarded_share"],
+                **extra}
 
 
-def part_price(sim, train, idx, w0: torch.Tensor, oracle: float) -> list[dict]:  # noqa: ANN001
+def part_price(setting: Setting) -> list[dict]:
     """REINFORCE+baseline by full rollout, baseline free and fixed."""
+    train = setting.train
     config = RolloutConfig(epochs=300, lr=0.05, tbptt=train.features.shape[1], init_weights="fixed",
                            update="sequence", tol=1e-9, log_every=100)
     rows = []
     for beta in (None, 0.25, 0.5):
         rule = ReinforceBaseline() if beta is None else FixedBaseline(beta=beta)
         tick = time.perf_counter()
-        res = fit_rollout(train, rule, config=config, init_weights=w0, seed=0, progress=False)
+        res = fit_rollout(train, rule, config=config, init_weights=setting.w0, seed=0, progress=False)
         params = {k: v.detach() for k, v in res.params.items()}
         full = params if beta is None else {**params, "beta": torch.tensor(beta)}
         fitted = {k: np.round(v.numpy(), 4).tolist() for k, v in full.items()}
-        rows.append(row("REINFORCE+baseline, " + ("baseline free" if beta is None else f"baseline fixed {beta}"),
-                        sim, ReinforceBaseline(), full, train, idx, float(res.train_loglik.sum()), oracle,
-                        fitted=str(fitted), wall_s=round(time.perf_counter() - tick, 1)))
+        rows.append(setting.row("REINFORCE+baseline, " + ("baseline free" if beta is None else
+                                                           f"baseline fixed {beta}"),
+                                ReinforceBaseline(), full, float(res.train_loglik.sum()), fitted=str(fitted),
+                                wall_s=round(time.perf_counter() - tick, 1)))
     return rows
 
 
-def part_mlp(sim, train, idx, w0: torch.Tensor, oracle: float, budget: float,  # noqa: ANN001
-             hidden: tuple[int, ...]) -> list[dict]:
+def part_mlp(setting: Setting, budget: float, hidden: tuple[int, ...], seed: int) -> list[dict]:
     """MLP rule by full-batch L-BFGS (strong Wolfe) on the exact rollout likelihood, under a time budget."""
-    mlp = MLPRule(train.n_features, hidden=hidden, seed=0)
+    train, w0, oracle = setting.train, setting.w0, setting.oracle
+    mlp = MLPRule(train.n_features, hidden=hidden, seed=seed)
     network = rule_network(mlp).to(train.features.dtype)
     mask = train.observed & train.valid
     n_obs = float(mask.sum())
@@ -109,38 +140,38 @@ def part_mlp(sim, train, idx, w0: torch.Tensor, oracle: float, budget: float,  #
               "the oracle", flush=True)
     n_params = sum(p.numel() for p in network.parameters())
     loglik = float(rollout_loglik(train, mlp, {}, w0).sum())
-    return [row(f"MLP {hidden}, full-batch L-BFGS", sim, mlp, {}, train, idx, loglik, oracle,
-                fitted=f"{n_params} network parameters, {steps} L-BFGS steps (20 iterations each){note}",
-                wall_s=round(time.perf_counter() - tick, 1))]
+    return [setting.row(f"MLP {hidden} seed {seed}, full-batch L-BFGS", mlp, {}, loglik,
+                        fitted=f"{n_params} network parameters, {steps} L-BFGS steps (20 iterations each){note}",
+                        wall_s=round(time.perf_counter() - tick, 1))]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=900.0, help="wall time of each MLP fit, s")
     parser.add_argument("--hidden", nargs="+", default=["32,32"], help="MLP hidden sizes, one fit each")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="network initializations, one fit each")
     parser.add_argument("--name", default="neural_identify", help="results/<name>.md and .csv")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float64)
-    sim = simulate_cohort(Reinforce(), n_animals=200, n_trials=2000, seed=0)  # the neural_recovery cohort
-    idx = np.arange(100)
-    train = cohort_tensors(sim, idx)
-    w0 = torch.as_tensor(sim.weights[idx, 0])
-    truth = {k: torch.as_tensor(v) for k, v in sim.params.items()}
-    oracle = float(rollout_loglik(train, Reinforce(), truth, w0).sum())
-    rows = part_price(sim, train, idx, w0, oracle)
+    setting = Setting.build()
+    rows = part_price(setting)
     for hidden in args.hidden:
-        rows += part_mlp(sim, train, idx, w0, oracle, args.budget, tuple(int(h) for h in hidden.split(",")))
+        for seed in args.seeds:
+            rows += part_mlp(setting, args.budget, tuple(int(h) for h in hidden.split(",")), seed)
     table = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
     table.to_csv(RESULTS / f"{args.name}.csv", index=False)
-    header = ["fit", "loglik_below_oracle", "rel_rmse", "rel_rmse_expected", "unrewarded_share", "fitted", "wall_s"]
+    header = ["fit", "loglik_below_oracle", "heldout_gap_per_trial", "rel_rmse", "rel_rmse_expected",
+              "unrewarded_share", "fitted", "wall_s"]
     lines = [f"# {args.name}", "",
              f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch {torch.__version__}, 1 thread. "
-             f"100 noise-free REINFORCE animals x 2,000 trials (alpha {sim.params['alpha'].tolist()}), initial "
-             f"weights known; oracle log-likelihood {oracle:.2f} nats over {int(train.observed.sum())} trials. "
-             "Log-likelihood in nats (total over the training animals); relative RMSE of the update on the "
-             "visited states, pooled over weights.", "",
+             f"100 noise-free REINFORCE animals x 2,000 trials (alpha {setting.sim.params['alpha'].tolist()}), "
+             f"initial weights known; oracle log-likelihood {setting.oracle:.2f} nats over "
+             f"{int(setting.train.observed.sum())} trials. Log-likelihood in nats (total over the training "
+             "animals); held-out gap: log-likelihood per trial of 100 new animals (true initial weights) minus "
+             f"the true rule's ({setting.test_oracle:.5f}); relative RMSE of the update on the visited states, "
+             "pooled over weights.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         lines.append("| " + " | ".join(f"{r[h]:.3f}" if isinstance(r[h], float) else str(r[h]) for h in header)
