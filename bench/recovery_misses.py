@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from parametric_recovery import CASES, SIGMA, simulate
 
-from learnrules.inference.filters import FilterInputs, run_gaussian_filter
+from learnrules.inference.evaluate import gaussian_filter_loglik
 from learnrules.models.dynamics import DynamicsConfig
 
 from report import markdown
@@ -30,11 +30,9 @@ N_GRID = 21
 
 def filter_loglik(data, rule, params, sigma):
     """Total ADF log-likelihood of the cohort's choices; initial-weight prior as in the fit's defaults."""
-    n_animals, n_features = data.features.shape[0], data.features.shape[-1]
     dynamics = DynamicsConfig()
-    inputs = FilterInputs(data, rule, params, sigma, None, torch.full((n_animals, n_features), dynamics.init_mean),
-                          torch.full((n_animals, n_features), dynamics.sigma_init))
-    return float(run_gaussian_filter(inputs)[1].sum())
+    return gaussian_filter_loglik(data, rule, params, sigma=sigma, init_mean=dynamics.init_mean,
+                                  init_sd=dynamics.sigma_init).total
 
 
 def profile(fits: pd.DataFrame, miss: pd.Series) -> dict:
@@ -76,6 +74,7 @@ def profile(fits: pd.DataFrame, miss: pd.Series) -> dict:
 
 
 def main():
+    torch.set_num_threads(1)  # the filters loop over trials on small tensors (see inference/evaluate.py)
     torch.set_default_dtype(torch.float64)
     fits = pd.read_csv(RESULTS / "parametric_recovery.csv", keep_default_na=False)
     fits["feature"] = fits["feature"].astype(str)
