@@ -65,8 +65,9 @@ def laplace_covariance(objective, *, step: float = 1e-3) -> tuple[np.ndarray, tu
     # none): a non-positive curvature means an unconverged or flat direction, not an infinite variance.
     floor = min([1.0] + [float(p.scale) ** -2 for p in theta.priors.values()])
     if values.min() < floor:
-        logger.warning("Laplace Hessian has eigenvalue %.3g below the prior precision %.3g; clamped there "
-                       "(the fit may not have converged)", float(values.min()), floor)
+        logger.warning("Laplace Hessian has eigenvalue %.3g below the prior precision %.3g; clamped there, so "
+                       "intervals along that direction are the clamp's, not the data's (an unconverged fit, or a "
+                       "parameter the data barely inform, e.g. a noise sd near 0)", float(values.min()), floor)
     values = values.clamp_min(floor)
     cov = vectors @ torch.diag(1 / values) @ vectors.T
     return cov.numpy(), tuple(_labels(theta))
