@@ -39,7 +39,7 @@ def profile(fits: pd.DataFrame, miss: pd.Series) -> dict:
     """Filter log-likelihood along the missed parameter, others at the fit's mode."""
     rule, truth = CASES[miss["rule"]]
     fit = fits[(fits["rule"] == miss["rule"]) & (fits["seed"] == miss["seed"])]
-    features = [f for f in fit["feature"].dropna().unique() if f]
+    features = [f for f in fit["feature"].unique() if f]
 
     def mode(name):
         rows = fit[fit["parameter"] == name]
@@ -55,12 +55,11 @@ def profile(fits: pd.DataFrame, miss: pd.Series) -> dict:
     grid = np.unique(np.concatenate([np.geomspace(low / 1.5, high * 1.5, N_GRID), [miss["mean"], miss["true"]]]))
 
     def at(value):
-        target = sigma if miss["parameter"] == "sigma" else params[miss["parameter"]]
-        target = target.clone()
-        target.reshape(-1)[index] = value
-        if miss["parameter"] == "sigma":
-            return filter_loglik(data, rule, params, target)
-        return filter_loglik(data, rule, {**params, miss["parameter"]: target}, sigma)
+        values = {**params, "sigma": sigma}
+        changed = values[miss["parameter"]].clone()
+        changed.reshape(-1)[index] = value
+        values[miss["parameter"]] = changed
+        return filter_loglik(data, rule, values, values.pop("sigma"))
 
     tick = time.perf_counter()
     curve = np.array([at(v) for v in grid])
@@ -77,8 +76,7 @@ def main():
     torch.set_num_threads(1)  # the filters loop over trials on small tensors (see inference/evaluate.py)
     torch.set_default_dtype(torch.float64)
     fits = pd.read_csv(RESULTS / "parametric_recovery.csv", keep_default_na=False)
-    fits["feature"] = fits["feature"].astype(str)
-    misses = fits[fits["inside_90"].astype(str) == "False"]
+    misses = fits[~fits["inside_90"]]
     rows = []
     for _, miss in misses.iterrows():
         rows.append(profile(fits, miss))
