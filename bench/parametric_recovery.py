@@ -80,6 +80,7 @@ def recover(name, n_animals, n_trials, seed=0):
         rows.append({"rule": name, "seed": seed, "animals": n_animals, "trials": n_trials, "parameter": parameter,
                      "feature": feature, "true": true, "mean": row["mean"], "lower": row["lower"],
                      "upper": row["upper"], "inside_90": bool(row["lower"] <= true <= row["upper"]),
+                     "clamped": bool(row["clamped"]),
                      "rel_error": abs(row["mean"] - true) / abs(true), "fit_s": elapsed, "steps": res.n_steps,
                      "converged": res.converged})
     return rows
@@ -90,7 +91,7 @@ def across_seeds(table):
     keys = ["rule", "parameter", "feature"]
     summary = table.groupby(keys, sort=False).agg(seeds=("seed", "size"), true=("true", "first"),
                                                    mean=("mean", "mean"), sd_over_seeds=("mean", "std"),
-                                                   coverage_90=("inside_90", "mean"),
+                                                   coverage_90=("inside_90", "mean"), clamped=("clamped", "sum"),
                                                    median_rel_error=("rel_error", "median")).reset_index()
     summary["rel_error_of_seed_mean"] = (summary["mean"] - summary["true"]).abs() / summary["true"].abs()
     return summary
@@ -113,7 +114,9 @@ def main(n_animals=20, n_trials=5000, n_seeds=1):
             "90% Laplace intervals)\n\n"
             "Targets: every true value inside its 90% interval; learning-rate relative error < 25%.\n\n"
             f"Inside: {int(table['inside_90'].sum())}/{len(table)}; max learning-rate relative error "
-            f"{rates['rel_error'].max():.3f}.\n\n## Across seeds\n\n" + markdown(summary)
+            f"{rates['rel_error'].max():.3f}.\n\nIntervals set by the Laplace clamp (`clamped`, not the data's): "
+            f"{int(table['clamped'].sum())}, of which outside: {int((table['clamped'] & ~table['inside_90']).sum())}."
+            "\n\n## Across seeds\n\n" + markdown(summary)
             + "\n\n## Every fit\n\n" + markdown(table) + "\n")
     (RESULTS / "parametric_recovery.md").write_text(text)
     print(text)

@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from learnrules.behavior.trials import TrialData
-from learnrules.inference.laplace import laplace_covariance, parameter_table
+from learnrules.inference.laplace import LaplacePosterior, laplace_covariance, parameter_table
 from learnrules.inference.result import FitResult
 from learnrules.inference.theta import Theta
 from learnrules.inference.vi import Hyper, Posterior, elbo, linearize, update_posterior
@@ -192,6 +192,11 @@ class _Objective:
             causes.append(f"sigma collapsed toward 0 (sigma = {hyper.sigma.tolist()})")
         elif hyper.sigma.max() > 1e2:
             causes.append(f"sigma exploded (sigma = {hyper.sigma.tolist()})")
+        if hyper.sigma.dtype == torch.float32 and hyper.sigma.min() < 1e-2:
+            # the posterior precision carries 1/sigma^2: once that dwarfs the likelihood's curvature, float32
+            # cannot factor it (measured: a random walk failed at sigma 4.5e-4 in float32, fine in float64)
+            causes.append(f"single precision with a small sigma ({float(hyper.sigma.min()):.3g}): pass float64 "
+                          "tensors (fits from TrialData run in float64)")
         bad = [k for k, v in hyper.params.items() if not torch.isfinite(v).all()]
         bad += ["network"] if not all(torch.isfinite(t).all() for t in self.theta.network_leaves) else []
         if bad:
@@ -349,24 +354,24 @@ def fit(data: TrialData | CohortTensors, *, rule: LearningRule | None = None,
     theta = Theta(rule, cohort, config)
     objective = _Objective(rule, theta, cohort, config, seed=seed)
     trace, converged, n_steps = _optimize(objective, config, progress)
-    cov, names = np.zeros((0, 0)), ()
+    laplace = LaplacePosterior(np.zeros((0, 0)), (), np.zeros((0, 0)))
     if config.param_posterior == "laplace" and theta.laplace_leaves():
-        cov, names = laplace_covariance(objective)
+        laplace = laplace_covariance(objective)
     elapsed = time.perf_counter() - start
     logger.info("fit done: %d steps, ELBO %.4f, converged %s, %.2f s", n_steps, trace[-1], converged, elapsed)
-    return _result(rule, cohort, theta, objective.post, trace, converged, n_steps, elapsed, cov, names, config)
+    return _result(rule, cohort, theta, objective.post, trace, converged, n_steps, elapsed, laplace, config)
 
 
 def _result(rule: LearningRule | None, cohort: CohortTensors, theta: Theta, post: Posterior, trace: list[float],
-            converged: bool, n_steps: int, elapsed: float, cov: np.ndarray, names: tuple[str, ...],
-            config: FitConfig) -> FitResult:
+            converged: bool, n_steps: int, elapsed: float, laplace: LaplacePosterior, config: FitConfig
+            ) -> FitResult:
     hyper = theta.hyper().detach()
     valid = cohort.valid.numpy()
     session = np.where(valid, np.cumsum(cohort.session_start.numpy(), axis=1) - 1, -1)
     mean = post.mean.numpy() * valid[..., None]
     wcov = post.cov.numpy() * valid[..., None, None]
     sd = np.sqrt(np.clip(np.diagonal(wcov, axis1=-2, axis2=-1), 0, None))
-    table = parameter_table(theta, cov, names, level=config.band_level, rule=rule)
+    table = parameter_table(theta, laplace, level=config.band_level, rule=rule)
     neural = isinstance(rule, NeuralRule)
     state = {k: v.detach().cpu().numpy().copy() for k, v in rule.state_dict().items()} if neural else {}
     return FitResult(
@@ -375,7 +380,7 @@ def _result(rule: LearningRule | None, cohort: CohortTensors, theta: Theta, post
         session=session, sigma=hyper.sigma.numpy(),
         sigma_session=None if hyper.sigma_session is None else hyper.sigma_session.numpy(),
         sigma_init=hyper.sigma_init.numpy(), init_mean=hyper.init_mean.numpy(),
-        params={k: v.numpy() for k, v in hyper.params.items()}, param_names=names, param_cov=cov,
+        params={k: v.numpy() for k, v in hyper.params.items()}, param_names=laplace.names, param_cov=laplace.cov,
         param_table=table, elbo_trace=np.asarray(trace), elbo=trace[-1], converged=converged, n_steps=n_steps,
         elapsed_s=elapsed, band_level=config.band_level, rule_config=rule.config.to_dict() if neural else None,
         rule_state=state)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ from scipy.stats import norm
 from learnrules.inference.theta import Theta
 from learnrules.models.rule import LearningRule
 
-__all__ = ["laplace_covariance", "parameter_table"]
+__all__ = ["LaplacePosterior", "laplace_covariance", "parameter_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +28,20 @@ def _labels(theta: Theta) -> list[str]:
     return labels
 
 
-def laplace_covariance(objective, *, step: float = 1e-3) -> tuple[np.ndarray, tuple[str, ...]]:  # noqa: ANN001
-    """Return the Laplace covariance of the unconstrained hyperparameters and their labels.
+class LaplacePosterior(NamedTuple):
+    """Gaussian posterior of the unconstrained hyperparameters.
+
+    ``clamped`` is the part of ``cov`` along Hessian directions whose curvature fell below the widest prior
+    precision and was raised to it: there the width is the clamp's, not the data's.
+    """
+
+    cov: np.ndarray
+    names: tuple[str, ...]
+    clamped: np.ndarray
+
+
+def laplace_covariance(objective, *, step: float = 1e-3) -> LaplacePosterior:  # noqa: ANN001
+    """Return the Laplace posterior (covariance, labels, clamped part) of the unconstrained hyperparameters.
 
     The Hessian of ``-(ELBO + log prior)`` (with ``q`` re-optimized at every point, i.e. the collapsed
     objective) is taken by central differences of the envelope gradient.
@@ -64,26 +77,36 @@ def laplace_covariance(objective, *, step: float = 1e-3) -> tuple[np.ndarray, tu
     # No direction may be wider than the widest prior (unit sd on the log scale for the noise sd, which has
     # none): a non-positive curvature means an unconverged or flat direction, not an infinite variance.
     floor = min([1.0] + [float(p.scale) ** -2 for p in theta.priors.values()])
-    if values.min() < floor:
+    low = values < floor
+    if low.any():
         logger.warning("Laplace Hessian has eigenvalue %.3g below the prior precision %.3g; clamped there, so "
                        "intervals along that direction are the clamp's, not the data's (an unconverged fit, or a "
                        "parameter the data barely inform, e.g. a noise sd near 0)", float(values.min()), floor)
     values = values.clamp_min(floor)
     cov = vectors @ torch.diag(1 / values) @ vectors.T
-    return cov.numpy(), tuple(_labels(theta))
+    clamped = vectors[:, low] @ torch.diag(1 / values[low]) @ vectors[:, low].T
+    return LaplacePosterior(cov.numpy(), tuple(_labels(theta)), clamped.numpy())
 
 
-def parameter_table(theta: Theta, cov: np.ndarray, names: tuple[str, ...], *, level: float = 0.9,
+_CLAMPED_SHARE = 0.5  # a row is flagged when more than half of its variance lies along clamped directions
+
+
+def parameter_table(theta: Theta, laplace: LaplacePosterior, *, level: float = 0.9,
                     rule: LearningRule | None = None) -> pd.DataFrame:
-    """Return rows parameter, feature, mean, sd, lower, upper for the noise sd and the rule parameters.
+    """Return rows parameter, feature, mean, sd, lower, upper, clamped for the noise sd and rule parameters.
 
     ``mean`` is the posterior mode on the constrained scale, ``sd`` its delta-method sd, and the interval is
     the transformed Gaussian interval of the unconstrained value. Fixed hyperparameters get ``sd = 0``.
+    ``clamped`` marks rows whose interval is mostly the Laplace clamp's (a direction the data barely inform,
+    e.g. a noise sd whose likelihood is flat towards 0), not a data-based interval.
     The rule's :meth:`~learnrules.models.rule.LearningRule.derived` quantities follow, their ``mean`` at the
     mode and their ``sd`` and interval from draws of the Laplace posterior.
     """
+    cov = laplace.cov
     z = norm.ppf(0.5 + level / 2)
-    sds = np.sqrt(np.clip(np.diag(cov), 0, None)) if len(names) else np.zeros(0)
+    variance = np.clip(np.diag(cov), 0, None) if cov.size else np.zeros(0)
+    sds = np.sqrt(variance)
+    share = np.diag(laplace.clamped) / np.where(variance > 0, variance, 1.0) if cov.size else np.zeros(0)
     leaves = {name: (t, tr, pf) for name, t, tr, pf in theta.laplace_leaves()}
     rows, offset = [], 0
     entries = [(n, leaves[n]) for n, *_ in theta.laplace_leaves()]
@@ -91,29 +114,26 @@ def parameter_table(theta: Theta, cov: np.ndarray, names: tuple[str, ...], *, le
     for name, tensor in fixed:
         if tensor is not None and name not in leaves:
             for f, value in zip(theta.feature_names, tensor.detach().exp().tolist(), strict=True):
-                rows.append((name, f, value, 0.0, value, value))
+                rows.append((name, f, value, 0.0, value, value, False))
     for name, (tensor, transform, per_feature) in entries:
         u = tensor.detach().reshape(-1)
         sd_u = torch.as_tensor(sds[offset:offset + u.numel()], dtype=u.dtype) if len(sds) else torch.zeros_like(u)
+        flagged = share[offset:offset + u.numel()] > _CLAMPED_SHARE if len(share) else np.zeros(u.numel(), bool)
         offset += u.numel()
         value = transform(u)
         slope = transform.log_abs_det_jacobian(u, value).exp()
         lower, upper = transform(u - z * sd_u), transform(u + z * sd_u)
         feats = theta.feature_names if per_feature else [""] * u.numel()
         for i, f in enumerate(feats):
-            rows.append((name, f, float(value[i]), float(slope[i] * sd_u[i]), float(lower[i]), float(upper[i])))
+            rows.append((name, f, float(value[i]), float(slope[i] * sd_u[i]), float(lower[i]), float(upper[i]),
+                         bool(flagged[i])))
     if rule is not None:
-        rows += _derived_rows(theta, rule, cov, level)
-    return pd.DataFrame(rows, columns=["parameter", "feature", "mean", "sd", "lower", "upper"])
+        rows += _derived_rows(theta, rule, laplace, level)
+    return pd.DataFrame(rows, columns=["parameter", "feature", "mean", "sd", "lower", "upper", "clamped"])
 
 
-def _derived_rows(theta: Theta, rule: LearningRule, cov: np.ndarray, level: float, n_draws: int = 4000
-                  ) -> list[tuple]:
-    """Rows of the rule's derived quantities: value at the mode, sd and interval over seeded Laplace draws."""
-    mode = {name: value.detach() for name, value in theta.hyper().params.items()}
-    at_mode = rule.derived(mode)
-    if not at_mode:
-        return []
+def _draws(theta: Theta, mode: dict, cov: np.ndarray, n_draws: int) -> dict:
+    """Seeded draws of the rule parameters from the Gaussian N(mode, cov) on the unconstrained scale."""
     draws = {name: value.expand(n_draws, *value.shape) for name, value in mode.items()}
     if cov.size:
         leaves = theta.laplace_leaves()
@@ -125,15 +145,30 @@ def _derived_rows(theta: Theta, rule: LearningRule, cov: np.ndarray, level: floa
             offset += tensor.numel()
             if name in draws:
                 draws[name] = transform(block)
-    sampled = rule.derived(draws)
+    return draws
+
+
+def _derived_rows(theta: Theta, rule: LearningRule, laplace: LaplacePosterior, level: float,
+                  n_draws: int = 4000) -> list[tuple]:
+    """Rows of the rule's derived quantities: value at the mode, sd and interval over seeded Laplace draws.
+
+    A row is ``clamped`` when draws without the clamped directions lose more than half of its variance.
+    """
+    mode = {name: value.detach() for name, value in theta.hyper().params.items()}
+    at_mode = rule.derived(mode)
+    if not at_mode:
+        return []
+    sampled = rule.derived(_draws(theta, mode, laplace.cov, n_draws))
+    informed = rule.derived(_draws(theta, mode, laplace.cov - laplace.clamped, n_draws))
     q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
     rows = []
     for name, value in at_mode.items():
         per_feature = value.shape == (len(theta.feature_names),)
         feats = theta.feature_names if per_feature else [""]
         spread = sampled[name].reshape(n_draws, -1).double()
+        share = 1 - informed[name].reshape(n_draws, -1).double().var(0) / spread.var(0).clamp_min(1e-300)
         lower, upper = torch.quantile(spread, q, dim=0)
         for i, f in enumerate(feats):
             rows.append((name, f, float(value.reshape(-1)[i]), float(spread[:, i].std()), float(lower[i]),
-                         float(upper[i])))
+                         float(upper[i]), bool(share[i] > _CLAMPED_SHARE)))
     return rows

@@ -139,7 +139,11 @@ class FitResult:
 
     @property
     def parameters(self) -> pd.DataFrame:
-        """Rule parameters and noise sd with intervals (``attrs['band_level']``)."""
+        """Rule parameters and noise sd with intervals (``attrs['band_level']``).
+
+        Columns parameter, feature, mean, sd, lower, upper, clamped; ``clamped`` rows have an interval set by
+        the Laplace step's floor on the curvature (a direction the data barely inform), not by the data.
+        """
         frame = self.param_table.copy()
         frame.attrs["band_level"] = self.band_level
         return frame

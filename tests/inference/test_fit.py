@@ -1,3 +1,4 @@
+import dataclasses
 import importlib.util
 import math
 from pathlib import Path
@@ -145,7 +146,7 @@ def test_result_tables_and_save_load_roundtrip(tmp_path):
     assert frame.groupby("subject")["trial"].max().to_dict() == {"a0": 59, "a1": 44}
     assert np.all(frame["lower"] < frame["mean"]) and np.all(frame["mean"] < frame["upper"])
     params = res.parameters
-    assert list(params.columns) == ["parameter", "feature", "mean", "sd", "lower", "upper"]
+    assert list(params.columns) == ["parameter", "feature", "mean", "sd", "lower", "upper", "clamped"]
     assert set(params["parameter"]) == {"sigma", "alpha", "beta"}
     assert np.all(params["lower"] <= params["mean"]) and np.all(params["mean"] <= params["upper"])
     path = res.save(tmp_path / "fit.npz")
@@ -195,6 +196,24 @@ def test_small_parametric_recovery_of_the_stimulus_learning_rate():
     assert row["lower"] <= 0.1 <= row["upper"]
     assert abs(row["mean"] - 0.1) / 0.1 < 0.4
     assert res.converged
+
+
+def test_a_noise_sd_the_data_do_not_inform_is_flagged_as_clamped():
+    # The bias weight never moves (sigma 0): the likelihood is flat towards sigma = 0, the Laplace curvature
+    # along log sigma[bias] is clamped, and the table says that interval is the clamp's, not the data's.
+    data, _ = helpers.simulate(None, {}, n_animals=2, n_trials=1000, sigma=torch.tensor([0.0, 0.1]), seed=1)
+    table = fit(data).parameters.set_index("feature")
+    assert table.loc["bias", "clamped"] and table.loc["bias", "mean"] < 0.01
+    assert not table.loc["stimulus", "clamped"]
+    assert table.loc["stimulus", "lower"] <= 0.1 <= table.loc["stimulus", "upper"]
+
+
+def test_a_single_precision_cohort_whose_sigma_shrinks_fails_naming_the_precision():
+    data, _ = helpers.simulate(None, {}, n_animals=2, n_trials=1000, sigma=torch.tensor([0.0, 0.1]), seed=1)
+    single = dataclasses.replace(data, features=data.features.float(), choice=data.choice.float(),
+                                 reward=data.reward.float())
+    with pytest.raises(FloatingPointError, match=r"step \d+.*single precision.*float64"):
+        fit(single)
 
 
 def test_asymmetric_rule_reports_its_rates_with_intervals_from_the_laplace_posterior():
