@@ -354,9 +354,9 @@ def fit(data: TrialData | CohortTensors, *, rule: LearningRule | None = None,
     theta = Theta(rule, cohort, config)
     objective = _Objective(rule, theta, cohort, config, seed=seed)
     trace, converged, n_steps = _optimize(objective, config, progress)
-    laplace = LaplacePosterior(np.zeros((0, 0)), (), np.zeros((0, 0)))
+    laplace = LaplacePosterior(np.zeros((0, 0)), (), np.zeros((0, 0)), {})
     if config.param_posterior == "laplace" and theta.laplace_leaves():
-        laplace = laplace_covariance(objective)
+        laplace = laplace_covariance(objective, level=config.band_level)
     elapsed = time.perf_counter() - start
     logger.info("fit done: %d steps, ELBO %.4f, converged %s, %.2f s", n_steps, trace[-1], converged, elapsed)
     return _result(rule, cohort, theta, objective.post, trace, converged, n_steps, elapsed, laplace, config)

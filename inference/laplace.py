@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import norm
+from scipy.stats import chi2, norm
 
 from learnrules.inference.theta import Theta
 from learnrules.models.rule import LearningRule
@@ -32,16 +33,22 @@ class LaplacePosterior(NamedTuple):
     """Gaussian posterior of the unconstrained hyperparameters.
 
     ``clamped`` is the part of ``cov`` along Hessian directions whose curvature fell below the widest prior
-    precision and was raised to it: there the width is the clamp's, not the data's.
+    precision and was raised to it: there the width is the clamp's, not the data's. ``bounds`` holds, for each
+    entry whose variance is mostly clamped, its likelihood-ratio interval on the unconstrained scale (the
+    collapsed objective along that entry, the others at the mode; an infinite end where it stays flat).
     """
 
     cov: np.ndarray
     names: tuple[str, ...]
     clamped: np.ndarray
+    bounds: dict[int, tuple[float, float]]
 
 
-def laplace_covariance(objective, *, step: float = 1e-3) -> LaplacePosterior:  # noqa: ANN001
-    """Return the Laplace posterior (covariance, labels, clamped part) of the unconstrained hyperparameters.
+_CLAMPED_SHARE = 0.5  # an entry is clamped when more than half of its variance lies along clamped directions
+
+
+def laplace_covariance(objective, *, level: float = 0.9, step: float = 1e-3) -> LaplacePosterior:  # noqa: ANN001
+    """Return the Laplace posterior of the unconstrained hyperparameters (see :class:`LaplacePosterior`).
 
     The Hessian of ``-(ELBO + log prior)`` (with ``q`` re-optimized at every point, i.e. the collapsed
     objective) is taken by central differences of the envelope gradient.
@@ -58,11 +65,33 @@ def laplace_covariance(objective, *, step: float = 1e-3) -> LaplacePosterior:  #
                 t.copy_(flat[offset:offset + t.numel()].reshape(t.shape))
                 offset += t.numel()
 
-    def gradient(flat: torch.Tensor) -> torch.Tensor:
+    def loss(flat: torch.Tensor) -> torch.Tensor:
         assign(flat)
-        objective.post = post0
-        loss = objective() * objective.scale
-        return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, tensors)])
+        objective.post = post0  # warm start from the mode's posterior at every point
+        return objective() * objective.scale
+
+    def along(i: int, rounds: int = 3):  # noqa: ANN202
+        """Return the objective along entry ``i`` by offset, warm-started from the nearest exact point."""
+        starts = {0.0: post0}
+
+        def checked(offset: float) -> tuple[float, bool]:
+            objective.post = starts[min(starts, key=lambda o: abs(o - offset))]
+            moved = centre.clone()
+            moved[i] += offset
+            assign(moved)
+            for _ in range(rounds):  # far from the mode q may need more rounds of the inner solver
+                try:
+                    value = float(objective() * objective.scale)
+                except FloatingPointError:
+                    return math.inf, False
+                if objective.post.n_iter < objective.config.inner_max_iter:
+                    starts[offset] = objective.post
+                    return value, True
+            return value, False
+        return checked
+
+    def gradient(flat: torch.Tensor) -> torch.Tensor:
+        return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss(flat), tensors)])
 
     size = centre.numel()
     hess = torch.zeros(size, size, dtype=centre.dtype)
@@ -70,25 +99,71 @@ def laplace_covariance(objective, *, step: float = 1e-3) -> LaplacePosterior:  #
         delta = torch.zeros_like(centre)
         delta[i] = step
         hess[:, i] = (gradient(centre + delta) - gradient(centre - delta)) / (2 * step)
-    assign(centre)
-    objective.post = post0
     hess = 0.5 * (hess + hess.T)
     values, vectors = torch.linalg.eigh(hess)
     # No direction may be wider than the widest prior (unit sd on the log scale for the noise sd, which has
     # none): a non-positive curvature means an unconverged or flat direction, not an infinite variance.
     floor = min([1.0] + [float(p.scale) ** -2 for p in theta.priors.values()])
-    low = values < floor
-    if low.any():
-        logger.warning("Laplace Hessian has eigenvalue %.3g below the prior precision %.3g; clamped there, so "
-                       "intervals along that direction are the clamp's, not the data's (an unconverged fit, or a "
-                       "parameter the data barely inform, e.g. a noise sd near 0)", float(values.min()), floor)
+    smallest = float(values.min())
+    low = values < 0.9 * floor  # raised by more than 10% (a data-free direction sits at the prior's precision)
     values = values.clamp_min(floor)
     cov = vectors @ torch.diag(1 / values) @ vectors.T
     clamped = vectors[:, low] @ torch.diag(1 / values[low]) @ vectors[:, low].T
-    return LaplacePosterior(cov.numpy(), tuple(_labels(theta)), clamped.numpy())
+    share = torch.diagonal(clamped) / torch.diagonal(cov)
+    bounds = {}
+    for i in torch.nonzero(share > _CLAMPED_SHARE).flatten().tolist():
+        with torch.no_grad():
+            lower, upper = _likelihood_ratio_bounds(along(i), chi2.ppf(level, 1) / 2)
+        bounds[i] = (float(centre[i]) + lower, float(centre[i]) + upper)
+    assign(centre)
+    objective.post = post0
+    if low.any():
+        logger.warning("Laplace Hessian has eigenvalue %.3g below the prior precision %.3g; clamped there. "
+                       "Entries whose variance is mostly along clamped directions (an unconverged fit, or a "
+                       "parameter the data barely inform, e.g. a noise sd near 0) get likelihood-ratio "
+                       "intervals instead: %s", smallest, floor,
+                       [_labels(theta)[i] for i in bounds] or "none")
+    return LaplacePosterior(cov.numpy(), tuple(_labels(theta)), clamped.numpy(), bounds)
 
 
-_CLAMPED_SHARE = 0.5  # a row is flagged when more than half of its variance lies along clamped directions
+def _likelihood_ratio_bounds(loss, rise: float, *, stride: float = 1.0, n_strides: int = 6,  # noqa: ANN001
+                             n_bisect: int = 5) -> tuple[float, float]:
+    """Return the offsets on each side of 0 where ``loss(offset)`` first rises by ``rise`` above ``loss(0)``.
+
+    ``loss`` returns the value and whether it is exact; an inexact one (``q`` not converged, or the objective
+    failed) only bounds the exact one from above, so it can show a point is inside but not that it is outside.
+    Walks out in strides on each side, then bisects, and reports the outer end of the bracket. An end stays
+    infinite where the loss does not rise that much within ``n_strides`` strides (a noise sd e^6 ~ 400 times
+    smaller than the mode's is as good as 0) or the walk meets a point it cannot decide: the data are not
+    shown to exclude that end.
+    """
+    base, _ = loss(0.0)
+
+    def risen(offset: float) -> bool | None:
+        value, exact = loss(offset)
+        if value - base <= rise:
+            return False
+        return True if exact else None
+
+    ends = []
+    for sign in (-1.0, 1.0):
+        end = sign * math.inf
+        for k in range(1, n_strides + 1):
+            outcome = risen(sign * k * stride)
+            if outcome is None:
+                break
+            if outcome:
+                inside, outside = (k - 1) * stride, k * stride
+                for _ in range(n_bisect):
+                    mid = 0.5 * (inside + outside)
+                    outcome = risen(sign * mid)
+                    if outcome is None:
+                        break
+                    inside, outside = (inside, mid) if outcome else (mid, outside)
+                end = sign * outside
+                break
+        ends.append(end)
+    return ends[0], ends[1]
 
 
 def parameter_table(theta: Theta, laplace: LaplacePosterior, *, level: float = 0.9,
@@ -97,8 +172,9 @@ def parameter_table(theta: Theta, laplace: LaplacePosterior, *, level: float = 0
 
     ``mean`` is the posterior mode on the constrained scale, ``sd`` its delta-method sd, and the interval is
     the transformed Gaussian interval of the unconstrained value. Fixed hyperparameters get ``sd = 0``.
-    ``clamped`` marks rows whose interval is mostly the Laplace clamp's (a direction the data barely inform,
-    e.g. a noise sd whose likelihood is flat towards 0), not a data-based interval.
+    ``clamped`` marks rows whose Laplace variance lies mostly along clamped directions (the data barely
+    inform them, e.g. a noise sd whose likelihood is flat towards 0): their interval is the likelihood-ratio
+    one of :class:`LaplacePosterior` (``sd`` stays the clamp's); a derived row is only flagged.
     The rule's :meth:`~learnrules.models.rule.LearningRule.derived` quantities follow, their ``mean`` at the
     mode and their ``sd`` and interval from draws of the Laplace posterior.
     """
@@ -106,7 +182,6 @@ def parameter_table(theta: Theta, laplace: LaplacePosterior, *, level: float = 0
     z = norm.ppf(0.5 + level / 2)
     variance = np.clip(np.diag(cov), 0, None) if cov.size else np.zeros(0)
     sds = np.sqrt(variance)
-    share = np.diag(laplace.clamped) / np.where(variance > 0, variance, 1.0) if cov.size else np.zeros(0)
     leaves = {name: (t, tr, pf) for name, t, tr, pf in theta.laplace_leaves()}
     rows, offset = [], 0
     entries = [(n, leaves[n]) for n, *_ in theta.laplace_leaves()]
@@ -118,11 +193,15 @@ def parameter_table(theta: Theta, laplace: LaplacePosterior, *, level: float = 0
     for name, (tensor, transform, per_feature) in entries:
         u = tensor.detach().reshape(-1)
         sd_u = torch.as_tensor(sds[offset:offset + u.numel()], dtype=u.dtype) if len(sds) else torch.zeros_like(u)
-        flagged = share[offset:offset + u.numel()] > _CLAMPED_SHARE if len(share) else np.zeros(u.numel(), bool)
+        lower_u, upper_u = u - z * sd_u, u + z * sd_u
+        flagged = [offset + i in laplace.bounds for i in range(u.numel())]
+        for i in range(u.numel()):
+            if flagged[i]:
+                lower_u[i], upper_u[i] = laplace.bounds[offset + i]
         offset += u.numel()
         value = transform(u)
         slope = transform.log_abs_det_jacobian(u, value).exp()
-        lower, upper = transform(u - z * sd_u), transform(u + z * sd_u)
+        lower, upper = transform(lower_u), transform(upper_u)
         feats = theta.feature_names if per_feature else [""] * u.numel()
         for i, f in enumerate(feats):
             rows.append((name, f, float(value[i]), float(slope[i] * sd_u[i]), float(lower[i]), float(upper[i]),

@@ -7,9 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy.stats import chi2, norm
 
 from learnrules.inference.banded import BandedGaussianTrajectory
 from learnrules.inference.fit import FitConfig, fit
+from learnrules.inference.laplace import _likelihood_ratio_bounds
 from learnrules.inference.result import FitResult
 from learnrules.inference.theta import Theta
 from learnrules.inference.vi import update_posterior
@@ -200,12 +202,29 @@ def test_small_parametric_recovery_of_the_stimulus_learning_rate():
 
 def test_a_noise_sd_the_data_do_not_inform_is_flagged_as_clamped():
     # The bias weight never moves (sigma 0): the likelihood is flat towards sigma = 0, the Laplace curvature
-    # along log sigma[bias] is clamped, and the table says that interval is the clamp's, not the data's.
+    # along log sigma[bias] is clamped, and that row gets a likelihood-ratio interval reaching down to 0.
     data, _ = helpers.simulate(None, {}, n_animals=2, n_trials=1000, sigma=torch.tensor([0.0, 0.1]), seed=1)
-    table = fit(data).parameters.set_index("feature")
-    assert table.loc["bias", "clamped"] and table.loc["bias", "mean"] < 0.01
+    res = fit(data)
+    table = res.parameters.set_index("feature")
+    bias = table.loc["bias"]
+    assert bias["clamped"] and bias["mean"] < 0.01 and bias["lower"] == 0.0 and bias["mean"] < bias["upper"] < 0.1
     assert not table.loc["stimulus", "clamped"]
     assert table.loc["stimulus", "lower"] <= 0.1 <= table.loc["stimulus", "upper"]
+
+
+def test_likelihood_ratio_bounds_match_a_gaussian_and_stay_open_where_the_loss_is_flat():
+    sd, rise = 0.7, chi2.ppf(0.9, 1) / 2
+    gaussian = lambda d: (0.5 * (d / sd) ** 2, True)  # noqa: E731
+    lower, upper = _likelihood_ratio_bounds(gaussian, rise, n_bisect=30)
+    assert lower == pytest.approx(-norm.ppf(0.95) * sd, abs=1e-6)
+    assert upper == pytest.approx(norm.ppf(0.95) * sd, abs=1e-6)
+    half_flat = lambda d: (max(d, 0.0) ** 2, True)  # noqa: E731
+    lower, upper = _likelihood_ratio_bounds(half_flat, rise, n_bisect=30)
+    assert lower == -math.inf and upper == pytest.approx(math.sqrt(rise), abs=1e-6)
+    # an inexact loss (q unconverged) that has risen decides nothing: that end stays open
+    inexact_below = lambda d: (0.5 * (d / sd) ** 2, d >= 0)  # noqa: E731
+    lower, upper = _likelihood_ratio_bounds(inexact_below, rise, n_bisect=30)
+    assert lower == -math.inf and upper == pytest.approx(norm.ppf(0.95) * sd, abs=1e-6)
 
 
 def test_a_single_precision_cohort_whose_sigma_shrinks_fails_naming_the_precision():
