@@ -114,8 +114,9 @@ def main(n_animals=20, n_trials=5000, n_seeds=1):
             "90% Laplace intervals)\n\n"
             "Targets: every true value inside its 90% interval; learning-rate relative error < 25%.\n\n"
             f"Inside: {int(table['inside_90'].sum())}/{len(table)}; max learning-rate relative error "
-            f"{rates['rel_error'].max():.3f}.\n\nIntervals set by the Laplace clamp (`clamped`, not the data's): "
-            f"{int(table['clamped'].sum())}, of which outside: {int((table['clamped'] & ~table['inside_90']).sum())}."
+            f"{rates['rel_error'].max():.3f}.\n\nLikelihood-ratio intervals (rows `clamped`: the Laplace curvature "
+            f"was raised to its floor there): {int(table['clamped'].sum())}, of which miss the truth: "
+            f"{int((table['clamped'] & ~table['inside_90']).sum())}."
             "\n\n## Across seeds\n\n" + markdown(summary)
             + "\n\n## Every fit\n\n" + markdown(table) + "\n")
     (RESULTS / "parametric_recovery.md").write_text(text)
