@@ -188,10 +188,10 @@ class _Objective:
         """Name the likely cause of a non-finite objective."""
         hyper = self.theta.hyper().detach()
         causes = []
-        if not torch.isfinite(hyper.sigma).all() or hyper.sigma.min() < 1e-6:
+        if not torch.isfinite(hyper.sigma).all() or hyper.sigma.max() > 1e2:
+            causes.append(f"sigma exploded or is not finite (sigma = {hyper.sigma.tolist()})")
+        elif hyper.sigma.min() < 1e-6:
             causes.append(f"sigma collapsed toward 0 (sigma = {hyper.sigma.tolist()})")
-        elif hyper.sigma.max() > 1e2:
-            causes.append(f"sigma exploded (sigma = {hyper.sigma.tolist()})")
         if hyper.sigma.dtype == torch.float32 and hyper.sigma.min() < 1e-2:
             # the posterior precision carries 1/sigma^2: once that dwarfs the likelihood's curvature, float32
             # cannot factor it (measured: a random walk failed at sigma 4.5e-4 in float32, fine in float64)

@@ -21,6 +21,7 @@ from learnrules.other_rules import AsymmetricReinforce, ReinforceBaseline
 _spec = importlib.util.spec_from_file_location("fitting_helpers", Path(__file__).with_name("fitting_helpers.py"))
 helpers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(helpers)
+fit_module = importlib.import_module("learnrules.inference.fit")  # the package re-exports fit(), shadowing it
 
 
 def log_joint(rule, hyper, data, w):
@@ -134,6 +135,17 @@ def test_nan_in_the_rule_stops_the_fit_naming_step_and_cause():
     data = small_cohort(n_trials=20)
     with pytest.raises(FloatingPointError, match=r"step \d+.*drift"):
         fit(data, rule=helpers.NaNRule())
+
+
+@pytest.mark.parametrize(("log_sigma", "cause"), [(math.inf, "sigma exploded"), (-20.0, "sigma collapsed toward 0"),
+                                                  (-3.0, "learning rate")])
+def test_the_diagnosis_names_the_direction_sigma_went(log_sigma, cause):
+    data = small_cohort(n_trials=20)
+    theta = Theta(None, data, FitConfig())
+    objective = fit_module._Objective(None, theta, data, FitConfig())
+    with torch.no_grad():
+        theta.log_sigma[0] = log_sigma
+    assert cause in objective.diagnose()
 
 
 def test_result_tables_and_save_load_roundtrip(tmp_path):
