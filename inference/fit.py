@@ -261,10 +261,13 @@ class _Closure:
         return loss
 
 
+_MAX_RESTARTS = 3
+
+
 def _optimize(objective: _Objective, config: FitConfig, progress: bool) -> tuple[list[float], bool, int]:
     theta, opt = objective.theta, _optimizer(objective.theta, config)
     trace: list[float] = []
-    converged, step = opt is None, 0
+    converged, step, restarts = opt is None, 0, 0
     closure = None if opt is None else _Closure(objective, opt)
     decay = None if opt is None or isinstance(opt, torch.optim.LBFGS) or config.lr_decay == 1.0 else \
         torch.optim.lr_scheduler.ExponentialLR(opt, gamma=config.lr_decay)
@@ -274,7 +277,22 @@ def _optimize(objective: _Objective, config: FitConfig, progress: bool) -> tuple
         step += 1
         objective.step = step
         closure.values.clear()
-        opt.step(closure)
+        accepted = [leaf.detach().clone() for leaf in theta.leaves()]
+        try:
+            opt.step(closure)
+        except FloatingPointError:
+            # An L-BFGS line search can extrapolate far along a direction it sees as flat (e.g. log sigma of a
+            # weight that barely moves): restart the method from the last accepted point, a few times at most.
+            if not isinstance(opt, torch.optim.LBFGS) or not trace or restarts == _MAX_RESTARTS:
+                raise
+            restarts += 1
+            with torch.no_grad():
+                for leaf, value in zip(theta.leaves(), accepted, strict=True):
+                    leaf.copy_(value)
+            opt.state.clear()
+            logger.warning("step %d: the line search left the valid region; L-BFGS restarted from the last "
+                           "accepted point (%d of %d restarts)", step, restarts, _MAX_RESTARTS)
+            continue
         if decay is not None:
             decay.step()
         if not all(torch.isfinite(leaf).all() for leaf in theta.leaves()):
