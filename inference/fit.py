@@ -356,7 +356,8 @@ def fit(data: TrialData | CohortTensors, *, rule: LearningRule | None = None,
     Raises
     ------
     FloatingPointError
-        If the objective becomes NaN/inf, with the step and the likely cause.
+        If the objective becomes NaN/inf, with the step and the likely cause. With L-BFGS, a failure inside a
+        line search first restarts the method from the last accepted point (logged; at most 3 times).
     """
     config = config or FitConfig()
     if rule is not None and not rule.fittable:
