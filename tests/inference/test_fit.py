@@ -230,6 +230,8 @@ def test_small_parametric_recovery_of_the_stimulus_learning_rate():
     assert row["lower"] <= 0.1 <= row["upper"]
     assert abs(row["mean"] - 0.1) / 0.1 < 0.4
     assert res.converged
+    # sigma[stimulus] sits near 0 (flat likelihood); an inexact Hessian also smeared its clamp over alpha and beta
+    assert table.index[table["clamped"]].tolist() == [("sigma", "stimulus")]
 
 
 def test_a_noise_sd_the_data_do_not_inform_is_flagged_as_clamped():
