@@ -125,13 +125,14 @@ def laplace_covariance(objective, *, level: float = 0.9, step: float = 1e-3) -> 
         bounds[i] = (float(centre[i]) + lower, float(centre[i]) + upper)
     assign(centre)
     objective.post = post0
+    labels = tuple(_labels(theta))
     if low.any():
         logger.warning("Laplace Hessian has eigenvalue %.3g below the prior precision %.3g; clamped there. "
                        "Entries whose variance is mostly along clamped directions (an unconverged fit, or a "
                        "parameter the data barely inform, e.g. a noise sd near 0) get likelihood-ratio "
                        "intervals instead: %s", smallest, floor,
-                       [_labels(theta)[i] for i in bounds] or "none")
-    return LaplacePosterior(cov.numpy(), tuple(_labels(theta)), clamped.numpy(), bounds)
+                       [labels[i] for i in bounds] or "none")
+    return LaplacePosterior(cov.numpy(), labels, clamped.numpy(), bounds)
 
 
 def _likelihood_ratio_bounds(loss, rise: float, *, stride: float = 1.0, n_strides: int = 6,  # noqa: ANN001
@@ -188,8 +189,7 @@ def parameter_table(theta: Theta, laplace: LaplacePosterior, *, level: float = 0
     """
     cov = laplace.cov
     z = norm.ppf(0.5 + level / 2)
-    variance = np.clip(np.diag(cov), 0, None) if cov.size else np.zeros(0)
-    sds = np.sqrt(variance)
+    sds = np.sqrt(np.clip(np.diag(cov), 0, None)) if cov.size else np.zeros(0)
     leaves = {name: (t, tr, pf) for name, t, tr, pf in theta.laplace_leaves()}
     rows, offset = [], 0
     entries = [(n, leaves[n]) for n, *_ in theta.laplace_leaves()]
