@@ -68,7 +68,9 @@ def _fitting(p: argparse.ArgumentParser, *, draws: bool = True) -> None:
     p.add_argument("--max-steps", type=int, default=200,
                    help="maximum hyperparameter steps of a variational fit (default 200)")
     if draws:
-        p.add_argument("--draws", type=int, default=100, help="posterior draws in posterior.nc (default 100)")
+        p.add_argument("--draws", type=int, default=None,
+                       help="posterior draws in posterior.nc (default 100, fewer for large tables so that the file "
+                            "stays under ~500 MB, at least 10)")
 
 
 def _table_input(p: argparse.ArgumentParser) -> None:

@@ -56,6 +56,8 @@ def _fit(data: TrialData, name: str, args: argparse.Namespace, features: Sequenc
          intervals: bool = True) -> FittedModel:
     if args.max_steps < 1:
         raise ValueError(f"--max-steps must be >= 1, got {args.max_steps}")
+    if getattr(args, "draws", None) is not None and args.draws < 1:  # checked before a fit that may take minutes
+        raise ValueError(f"--draws must be >= 1, got {args.draws}")
     return fit_model(data, name, features=features, seed=args.seed, budget_s=args.budget,
                      config=FitConfig(max_steps=args.max_steps, param_posterior="laplace" if intervals else "none"),
                      method=args.method, progress=progress_flag(args))

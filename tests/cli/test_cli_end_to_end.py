@@ -72,6 +72,7 @@ def test_fit_writes_every_output_and_each_parses(table, tmp_path):
     assert "reinforce-baseline" in proc.stdout and "alpha" in proc.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rule"] == "reinforce-baseline" and summary["n_trials"] == 900
+    assert summary["posterior_draws"] == 10
     assert set(summary["params"]) == {"alpha", "beta"} and np.isfinite(summary["elbo"])
     for name in summary["files"]:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name

@@ -99,9 +99,10 @@ def test_empty_or_garbage_file(text, words, tmp_path, capsys):
     (["fit", "{good}"], ["--out"]),
     (["frobnicate"], ["frobnicate"]),
     (["fit", "{good}", "--out", "{out}", "--threads", "0"], ["--threads"]),
+    (["fit", "{good}", "--out", "{out}", "--draws", "0"], ["--draws"]),
 ], ids=["nonexistent file", "unknown rule", "unknown feature", "duplicate feature", "unknown rule in list",
         "more folds than animals", "simulate a neural rule", "zero animals", "zero steps", "non-integer option",
-        "missing --out", "unknown command", "zero threads"])
+        "missing --out", "unknown command", "zero threads", "zero draws"])
 def test_bad_arguments(args, words, tmp_path, capsys):
     good = tmp_path / "good.csv"
     good_table().to_csv(good, index=False)

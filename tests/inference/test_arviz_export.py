@@ -47,6 +47,16 @@ def test_groups_dims_coords_and_padding(ragged_fit):
     np.testing.assert_array_equal(idata.sample_stats["elbo"].values, result.elbo_trace)
 
 
+def test_the_export_stores_4k_plus_9_bytes_per_draw_of_a_trial(ragged_fit):
+    data, result, _ = ragged_fit
+    idata = to_inference_data(result, data, n_draws=7, seed=0)
+    animals, length, k = result.weights_mean.shape
+    n_obs = idata.observed_data["choice"].size
+    assert idata.posterior["weights"].dtype == np.float32
+    stored = sum(idata[group]["choice"].nbytes for group in ("log_likelihood", "posterior_predictive"))
+    assert idata.posterior["weights"].nbytes + stored == 7 * (animals * length * 4 * k + n_obs * 9)
+
+
 def test_draws_follow_the_posterior_and_loglik_is_bernoulli(ragged_fit):
     data, result, _ = ragged_fit
     idata = to_inference_data(result, data, n_draws=400, seed=2)
