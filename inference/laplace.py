@@ -67,9 +67,10 @@ def laplace_covariance(objective, *, level: float = 0.9, step: float = 1e-3) -> 
                 t.copy_(flat[offset:offset + t.numel()].reshape(t.shape))
                 offset += t.numel()
 
-    def loss(flat: torch.Tensor) -> torch.Tensor:
+    def value_at(flat: torch.Tensor, start) -> torch.Tensor:  # noqa: ANN001
+        """Evaluate the objective at ``flat``, its inner solve warm-started from the posterior ``start``."""
         assign(flat)
-        objective.post = post0  # warm start from the mode's posterior at every point
+        objective.post = start
         return objective() * objective.scale
 
     def along(i: int, rounds: int = 3):  # noqa: ANN202
@@ -77,23 +78,23 @@ def laplace_covariance(objective, *, level: float = 0.9, step: float = 1e-3) -> 
         starts = {0.0: post0}
 
         def checked(offset: float) -> tuple[float, bool]:
-            objective.post = starts[min(starts, key=lambda o: abs(o - offset))]
+            start = starts[min(starts, key=lambda o: abs(o - offset))]
             moved = centre.clone()
             moved[i] += offset
-            assign(moved)
             for _ in range(rounds):  # far from the mode q may need more rounds of the inner solver
                 try:
-                    value = float(objective() * objective.scale)
+                    value = float(value_at(moved, start))
                 except FloatingPointError:
                     return math.inf, False
-                if objective.post.n_iter < objective.config.inner_max_iter:
-                    starts[offset] = objective.post
+                start = objective.post
+                if start.n_iter < objective.config.inner_max_iter:
+                    starts[offset] = start
                     return value, True
             return value, False
         return checked
 
-    def gradient(flat: torch.Tensor) -> torch.Tensor:
-        return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss(flat), tensors)])
+    def gradient(flat: torch.Tensor) -> torch.Tensor:  # warm-started from the mode's posterior at every point
+        return torch.cat([g.reshape(-1) for g in torch.autograd.grad(value_at(flat, post0), tensors)])
 
     size = centre.numel()
     hess = torch.zeros(size, size, dtype=centre.dtype)
