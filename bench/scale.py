@@ -42,9 +42,8 @@ def simulate(n_animals, n_trials, seed=0):
 
 
 def one(n_animals, n_trials):
-    from learnrules.inference.arviz_export import save_netcdf, to_inference_data
+    from learnrules.inference.arviz_export import default_draws, save_netcdf, to_inference_data
     from learnrules.inference.fit import FitConfig, fit
-    from learnrules.outputs import posterior_draws
 
     torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)
@@ -54,7 +53,7 @@ def one(n_animals, n_trials):
     res = fit(data, config=FitConfig())
     elapsed = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    draws = posterior_draws(n_animals * n_trials, len(data.feature_names))
+    draws = default_draws(n_animals * n_trials, len(data.feature_names))
     start_export = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         path = save_netcdf(to_inference_data(res, data, n_draws=draws, seed=0), Path(folder) / "posterior.nc")

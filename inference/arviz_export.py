@@ -20,6 +20,7 @@ ArviZ 0.x (Python 3.11) is built with ``az.InferenceData``; ArviZ 1.x holds the 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping
 from importlib.metadata import version
 from pathlib import Path
@@ -36,9 +37,25 @@ from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule
 from learnrules.other_rules import RULES
 
-__all__ = ["load_netcdf", "save_netcdf", "to_inference_data"]
+__all__ = ["DRAWS_MAX_BYTES", "default_draws", "load_netcdf", "save_netcdf", "to_inference_data"]
+
+logger = logging.getLogger(__name__)
 
 _ARVIZ_1 = int(az.__version__.split(".")[0]) >= 1
+
+DRAWS_MAX_BYTES = 500e6
+"""Bytes the posterior draws are kept under when their number is not given (no fewer than 10 draws)."""
+
+
+def default_draws(n_trials: int, n_features: int, *, preferred: int = 100) -> int:
+    """Return how many draws to export: ``preferred``, fewer (>= 10) where they would pass :data:`DRAWS_MAX_BYTES`.
+
+    A draw of a trial stores ``4 K + 9`` bytes (float32 weights, float64 log-likelihood, int8 prediction):
+    100 draws up to ~240,000 trials of 3 features, 23 at 10^6. The export also holds the data
+    (``8 K + 9`` bytes per trial).
+    """
+    per_draw = max(n_trials, 1) * (4 * n_features + 9)
+    return int(np.clip(DRAWS_MAX_BYTES // per_draw, 10, preferred))
 
 
 def _cohort(fit: FitResult, data: TrialData | CohortTensors) -> CohortTensors:
@@ -177,7 +194,7 @@ def _assemble(groups: Mapping[str, xr.Dataset]):  # noqa: ANN202
 
 
 def to_inference_data(fit: FitResult, data: TrialData | CohortTensors, *, rule: LearningRule | None = None,
-                      n_draws: int = 200, seed: int | None = 0):  # noqa: ANN201
+                      n_draws: int | None = None, seed: int | None = 0):  # noqa: ANN201
     """Export a fit as ArviZ ``InferenceData`` with posterior, pointwise log-likelihood and predictions.
 
     Parameters
@@ -190,9 +207,10 @@ def to_inference_data(fit: FitResult, data: TrialData | CohortTensors, *, rule: 
     rule : LearningRule, optional
         The fitted rule, to map its parameters' Laplace draws through their constraints; needed only for
         rules outside :data:`learnrules.other_rules.RULES`.
-    n_draws : int
+    n_draws : int, optional
         Number of posterior draws. Each draw of each observed trial stores ``4 K + 9`` bytes (float32 weights,
         float64 log-likelihood, int8 prediction): about 80 MB for 200 draws of 20,000 trials x 3 features.
+        Default :func:`default_draws`: 100, fewer (logged) where they would pass :data:`DRAWS_MAX_BYTES`.
     seed : int, optional
         Seed of the draws.
 
@@ -207,9 +225,15 @@ def to_inference_data(fit: FitResult, data: TrialData | CohortTensors, *, rule: 
     ValueError
         If ``data`` does not match the fit, or ``n_draws < 1``.
     """
+    cohort = _cohort(fit, data)
+    if n_draws is None:
+        n_trials = int(cohort.observed.sum())
+        n_draws = default_draws(n_trials, len(fit.feature_names))
+        if n_draws < 100:
+            logger.warning("%d posterior draws (not 100) to keep them under %.0f MB for %d trials; pass n_draws= "
+                           "(--draws) to choose", n_draws, DRAWS_MAX_BYTES / 1e6, n_trials)
     if n_draws < 1:
         raise ValueError(f"n_draws must be positive, got {n_draws}")
-    cohort = _cohort(fit, data)
     rng = np.random.default_rng(seed)
     weights = _draw_weights(fit, n_draws, rng)
     params = _draw_parameters(fit, rule, n_draws, rng)

@@ -30,15 +30,11 @@ from learnrules.plots import plot_elbo, plot_learning_curves, plot_psychometric,
 from learnrules.plots.rules import rule_update_table
 from learnrules.workflow import FittedModel
 
-__all__ = ["POSTERIOR_NC_BYTES", "fit_summary", "posterior_draws", "write_figures", "write_fit", "write_json",
-           "twin_tables"]
+__all__ = ["fit_summary", "write_figures", "write_fit", "write_json", "twin_tables"]
 
 logger = logging.getLogger(__name__)
 
 _RULE_GRID = 9  # weight values per axis of the rule map (keeps it quick for neural rules)
-
-POSTERIOR_NC_BYTES = 500e6
-"""Bytes the posterior draws in ``posterior.nc`` are kept under when their number is not given (>= 10 draws)."""
 
 
 def _jsonable(value: Any) -> Any:
@@ -125,26 +121,14 @@ def write_figures(model: FittedModel, data: TrialData, folder: Path, *, seed: in
     return paths
 
 
-def posterior_draws(n_trials: int, n_features: int, *, requested: int | None = None, preferred: int = 100) -> int:
-    """Return the number of draws to write to ``posterior.nc``.
-
-    ``requested`` when given; else ``preferred``, reduced (to no fewer than 10) where the draws, ``4 K + 9``
-    bytes per trial each (float32 weights, float64 log-likelihood, int8 prediction), would take more than
-    :data:`POSTERIOR_NC_BYTES`: 100 draws up to ~240,000 trials of 3 features, 23 at 10^6. The file also
-    holds the data (``8 K + 9`` bytes per trial).
-    """
-    if requested is not None:
-        return requested
-    per_draw = max(n_trials, 1) * (4 * n_features + 9)
-    return int(np.clip(POSTERIOR_NC_BYTES // per_draw, 10, preferred))
-
-
-def write_posterior(model: FittedModel, data: TrialData, path: Path, *, n_draws: int, seed: int | None) -> Path:
-    """Write the ArviZ export of a fit to NetCDF (``posterior.nc``)."""
+def write_posterior(model: FittedModel, data: TrialData, path: Path, *, n_draws: int | None, seed: int | None
+                    ) -> int:
+    """Write the ArviZ export of a fit to NetCDF (``posterior.nc``); return its number of draws."""
     from learnrules.inference.arviz_export import save_netcdf, to_inference_data  # lands after this module
 
     idata = to_inference_data(model.result, data, rule=model.rule, n_draws=n_draws, seed=seed)
-    return save_netcdf(idata, path)
+    save_netcdf(idata, path)
+    return int(idata.posterior.sizes["draw"])
 
 
 def write_fit(model: FittedModel, data: TrialData, out: str | Path, *, seed: int | None = 0,
@@ -154,7 +138,8 @@ def write_fit(model: FittedModel, data: TrialData, out: str | Path, *, seed: int
               true_weights: np.ndarray | None = None) -> dict[str, Any]:
     """Write every output of one fit into ``out`` (created); return the summary written to summary.json.
 
-    ``n_draws`` posterior draws go to ``posterior.nc``; by default :func:`posterior_draws` chooses them.
+    ``n_draws`` posterior draws go to ``posterior.nc``; by default
+    :func:`~learnrules.inference.arviz_export.default_draws` chooses them.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -166,11 +151,7 @@ def write_fit(model: FittedModel, data: TrialData, out: str | Path, *, seed: int
     if isinstance(model.rule, NeuralRule):
         save_neural_rule(model.rule, out / "rule.pt")
         files.append("rule.pt")
-    draws = posterior_draws(data.n_trials, len(res.feature_names), requested=n_draws)
-    if n_draws is None and draws < 100:
-        logger.warning("posterior.nc: %d posterior draws (not 100) to keep it under %.0f MB for %d trials; pass "
-                       "--draws (n_draws=) to choose", draws, POSTERIOR_NC_BYTES / 1e6, data.n_trials)
-    write_posterior(model, data, out / "posterior.nc", n_draws=draws, seed=seed)
+    draws = write_posterior(model, data, out / "posterior.nc", n_draws=n_draws, seed=seed)
     files.append("posterior.nc")
     figures = write_figures(model, data, out / "figures", seed=seed, truth=truth, true_weights=true_weights)
     files += [str(p.relative_to(out)) for p in figures]

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from learnrules.behavior import load_trials
-from learnrules.inference.arviz_export import load_netcdf, save_netcdf, to_inference_data
+from learnrules.inference import arviz_export
+from learnrules.inference.arviz_export import default_draws, load_netcdf, save_netcdf, to_inference_data
 from learnrules.inference.fit import fit
 from learnrules.inference.result import FitResult
 from learnrules.other_rules import make_rule
@@ -55,6 +56,27 @@ def test_the_export_stores_4k_plus_9_bytes_per_draw_of_a_trial(ragged_fit):
     assert idata.posterior["weights"].dtype == np.float32
     stored = sum(idata[group]["choice"].nbytes for group in ("log_likelihood", "posterior_predictive"))
     assert idata.posterior["weights"].nbytes + stored == 7 * (animals * length * 4 * k + n_obs * 9)
+
+
+def test_default_draws_keep_the_export_under_its_byte_budget(ragged_fit, monkeypatch):
+    assert default_draws(20_000, 3) == 100  # the rat: every draw fits
+    sizes = np.geomspace(1e3, 1e8, 40).astype(int)
+    draws = np.array([default_draws(int(n), 3) for n in sizes])
+    assert (np.diff(draws) <= 0).all() and draws.min() == 10 and draws.max() == 100
+    capped = (draws > 10) & (draws < 100)
+    assert capped.any()
+    budget = arviz_export.DRAWS_MAX_BYTES
+    assert (draws[capped] * sizes[capped] * 21 <= budget).all()  # 4 K + 9 bytes per draw of a trial
+    assert ((draws[capped] + 1) * sizes[capped] * 21 > budget).all()
+    # the export itself: a smaller budget leaves fewer draws, and their bytes stay under it
+    data, result, _ = ragged_fit
+    n_obs = sum(int(a.observed.sum()) for a in data)
+    monkeypatch.setattr(arviz_export, "DRAWS_MAX_BYTES", 20.5 * n_obs * 17)
+    idata = to_inference_data(result, data, seed=0)
+    assert idata.posterior.sizes["draw"] == 20
+    stored = sum(idata[g]["choice"].nbytes for g in ("log_likelihood", "posterior_predictive"))
+    valid_weights = idata.posterior["weights"].nbytes * result.valid.mean()
+    assert valid_weights + stored <= arviz_export.DRAWS_MAX_BYTES
 
 
 def test_draws_follow_the_posterior_and_loglik_is_bernoulli(ragged_fit):
