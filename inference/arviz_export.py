@@ -5,6 +5,9 @@ Draws are independent samples of the fitted posterior (one chain):
 - ``posterior``: ``weights`` (animal, trial, feature; NaN on padding) drawn from each trial's Gaussian
   marginal ``N(mean_t, cov_t)``, and the noise sd and rule parameters drawn from their Laplace posterior on
   the unconstrained scale, then mapped through the parameters' constraints (fixed values repeat).
+  Entries the Laplace step clamped (``FitResult.parameters``' ``clamped`` column: the data barely inform
+  them) are named in the ``clamped_parameters`` attribute: their draws have the clamp's width, not the
+  data's, and their likelihood-ratio interval is in the parameter table.
 - ``log_likelihood``: ``choice`` (obs), the Bernoulli log-likelihood of every observed trial per draw. Each
   trial's term depends only on that trial's weights, so per-trial marginal draws are exact for it: ``az.loo``,
   ``az.waic`` and ``az.compare`` run on it (compare fits of the same data, whatever their rule).
@@ -172,6 +175,15 @@ def _groups(fit: FitResult, cohort: CohortTensors, weights: np.ndarray, params: 
     }
 
 
+def _clamped(fit: FitResult) -> str:
+    """Name the parameter-table rows the Laplace step clamped, e.g. ``sigma[stimulus], beta``."""
+    table = fit.param_table
+    if table.empty or "clamped" not in table:
+        return "none"
+    rows = table[table["clamped"].astype(bool)]
+    return ", ".join(f"{p}[{f}]" if f else p for p, f in zip(rows["parameter"], rows["feature"], strict=True)) or "none"
+
+
 def _attrs(fit: FitResult) -> dict[str, object]:
     return {
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -179,7 +191,8 @@ def _attrs(fit: FitResult) -> dict[str, object]:
         "inference_library_version": version("learnrules"),
         "method": "structured variational inference (banded Gauss-Newton) + Laplace for hyperparameters",
         "draws": "independent; weights from per-trial marginals of q, parameters from the Laplace posterior",
-        "rule": fit.rule_name, "elbo": float(fit.elbo), "converged": int(fit.converged),
+        "rule": fit.rule_name, "clamped_parameters": _clamped(fit), "elbo": float(fit.elbo),
+        "converged": int(fit.converged),
         "n_steps": int(fit.n_steps), "elapsed_s": float(fit.elapsed_s), "band_level": float(fit.band_level),
         "torch_version": str(torch.__version__), "pyro_version": version("pyro-ppl"),
         "arviz_version": str(az.__version__),

@@ -132,7 +132,7 @@ def test_same_seed_same_draws_and_mismatched_data_is_refused(ragged_fit):
         to_inference_data(result, data, n_draws=0)
 
 
-def _parametric_result(cov: np.ndarray) -> FitResult:
+def _parametric_result(cov: np.ndarray, table: pd.DataFrame | None = None) -> FitResult:
     """A ReinforceBaseline result with a known Laplace covariance (no fit needed)."""
     valid = np.ones((1, 4), bool)
     return FitResult(
@@ -142,7 +142,7 @@ def _parametric_result(cov: np.ndarray) -> FitResult:
         sigma=np.array([0.02, 0.01]), sigma_session=None, sigma_init=np.array([16.0, 16.0]),
         init_mean=np.zeros((1, 2)), params={"alpha": np.array([0.05, 0.1]), "beta": np.array(0.3)},
         param_names=("sigma[bias]", "sigma[stimulus]", "alpha[bias]", "alpha[stimulus]", "beta"), param_cov=cov,
-        param_table=pd.DataFrame(), elbo_trace=np.array([-3.0, -2.0]), elbo=-2.0)
+        param_table=pd.DataFrame() if table is None else table, elbo_trace=np.array([-3.0, -2.0]), elbo=-2.0)
 
 
 def test_parameter_draws_map_the_laplace_gaussian_through_the_constraints():
@@ -158,6 +158,18 @@ def test_parameter_draws_map_the_laplace_gaussian_through_the_constraints():
     beta = post["beta"].values[0]
     assert post["beta"].dims == ("chain", "draw")
     assert np.median(beta) == pytest.approx(0.3, rel=0.05)
+
+
+def test_clamped_parameters_are_named_in_the_export_attributes():
+    table = pd.DataFrame({"parameter": ["sigma", "sigma", "alpha", "alpha", "beta"],
+                          "feature": ["bias", "stimulus", "bias", "stimulus", ""],
+                          "clamped": [False, True, False, False, True]})
+    data = load_trials(simulate_cohort(make_rule("zero"), n_animals=1, n_trials=4, seed=0).table)
+    clamped = to_inference_data(_parametric_result(np.eye(5), table), data, n_draws=3)
+    assert clamped.posterior.attrs["clamped_parameters"] == "sigma[stimulus], beta"
+    table["clamped"] = False
+    assert to_inference_data(_parametric_result(np.eye(5), table), data, n_draws=3
+                             ).posterior.attrs["clamped_parameters"] == "none"
 
 
 def _rat(n_trials=None):
