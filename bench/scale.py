@@ -42,7 +42,7 @@ def simulate(n_animals, n_trials, seed=0):
 
 
 def one(n_animals, n_trials):
-    from learnrules.inference.arviz_export import default_draws, save_netcdf, to_inference_data
+    from learnrules.inference.arviz_export import save_netcdf, to_inference_data
     from learnrules.inference.fit import FitConfig, fit
 
     torch.set_default_dtype(torch.float64)
@@ -53,11 +53,12 @@ def one(n_animals, n_trials):
     res = fit(data, config=FitConfig())
     elapsed = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    draws = default_draws(n_animals * n_trials, len(data.feature_names))
     start_export = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        path = save_netcdf(to_inference_data(res, data, n_draws=draws, seed=0), Path(folder) / "posterior.nc")
-        nc_mb = os.path.getsize(path) / 1e6
+        idata = to_inference_data(res, data, seed=0)  # the default draws, as `learnrules fit` writes them
+        draws = int(idata.posterior.sizes["draw"])
+        nc_mb = os.path.getsize(save_netcdf(idata, Path(folder) / "posterior.nc")) / 1e6
+        del idata
     export_s = time.perf_counter() - start_export
     peak_export = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     corr = np.mean([np.corrcoef(res.weights_mean[a, :, 1], w[a, :, 1])[0, 1] for a in range(n_animals)])
