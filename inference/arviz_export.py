@@ -251,8 +251,9 @@ def to_inference_data(fit: FitResult, data: TrialData | CohortTensors, *, rule: 
     weights = _draw_weights(fit, n_draws, rng)
     params = _draw_parameters(fit, rule, n_draws, rng)
     groups = _groups(fit, cohort, weights, params, rng)
+    attrs = _attrs(fit)
     for group in groups.values():
-        group.attrs.update(_attrs(fit))
+        group.attrs.update(attrs)
     return _assemble(groups)
 
 
