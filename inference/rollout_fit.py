@@ -8,6 +8,10 @@ animals of a mini-batch step together over the padded time axis.
 Works for any :class:`~learnrules.models.rule.LearningRule`: the network of a neural rule is trained
 (:func:`~learnrules.models.neural.rule_network`), and the declared parameters of a parametric rule are
 optimized on the unconstrained scale through ``biject_to(constraint)``.
+
+Two optimizers: Adam on mini-batches of animals with truncated gradients (Liu et al.'s schedule), or
+full-batch L-BFGS on the exact gradient, which a line search needs: on their 100 x 2,000 simulation it
+fits an MLP rule closer to the true update than Adam (bench/neural_identify.py).
 """
 
 from __future__ import annotations
@@ -49,7 +53,15 @@ class RolloutConfig:
     Parameters
     ----------
     epochs : int
-        Maximum number of passes over the animals.
+        Maximum number of passes over the animals (L-BFGS: of its steps).
+    optimizer : {"adam", "lbfgs"}
+        "adam": the options below. "lbfgs": full-batch L-BFGS with a strong-Wolfe line search on the
+        untruncated rollout likelihood, one step of up to ``lbfgs_iter`` iterations per epoch; ``lr``,
+        ``init_lr``, ``lr_decay``, ``tbptt``, ``update``, ``batch_size`` and ``clip_norm`` do not apply. A step
+        whose line search reaches a diverging rollout is undone and L-BFGS restarted; a second in a row stops
+        the fit, keeping the last finite state.
+    lbfgs_iter : int
+        Iterations (function evaluations are more, for the line search) per L-BFGS step.
     lr : float
         Adam learning rate of the rule (network weights or unconstrained parameters).
     init_lr : float
@@ -86,6 +98,8 @@ class RolloutConfig:
     """
 
     epochs: int = 100
+    optimizer: Literal["adam", "lbfgs"] = "adam"
+    lbfgs_iter: int = 20
     lr: float = 3e-3
     init_lr: float = 3e-2
     lr_decay: float = 1.0
@@ -122,7 +136,7 @@ class RolloutResult:
     converged : bool
         Early-stopped, or the epoch loss changed by less than ``tol`` (relative).
     n_steps : int
-        Epochs run. ``n_updates``: Adam steps taken.
+        Epochs run (less any undone L-BFGS step). ``n_updates``: optimizer steps taken.
     elapsed_s : float
         Wall time of the fit.
     train_loglik : Tensor, shape (animals, T)
@@ -164,13 +178,18 @@ class _Trainer:
         else:
             w0 = w0.expand(cohort.n_animals, cohort.n_features)
         self.w0 = w0.clone().requires_grad_(config.init_weights != "fixed")
-        groups = [{"params": list(self.raw.values()), "lr": config.lr}]
-        if self.network is not None:
-            groups[0]["params"] += list(self.network.parameters())
-        if self.w0.requires_grad:
-            groups.append({"params": [self.w0], "lr": config.init_lr})
-        self.optimizer = torch.optim.Adam(groups)
-        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_decay)
+        rule_tensors = list(self.raw.values()) + (list(self.network.parameters()) if self.network is not None else [])
+        init_tensors = [self.w0] if self.w0.requires_grad else []
+        if config.optimizer == "lbfgs":  # one parameter group only: L-BFGS has no per-group options
+            self.optimizer = torch.optim.LBFGS(rule_tensors + init_tensors, lr=1.0, max_iter=config.lbfgs_iter,
+                                               history_size=100, line_search_fn="strong_wolfe",
+                                               tolerance_grad=1e-12, tolerance_change=1e-14)
+        else:
+            groups = [{"params": rule_tensors, "lr": config.lr}]
+            groups += [{"params": init_tensors, "lr": config.init_lr}] if init_tensors else []
+            self.optimizer = torch.optim.Adam(groups)
+        self.scheduler = (torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_decay)
+                          if config.optimizer == "adam" else None)
         self.n_updates = 0
 
     def params(self) -> dict[str, Tensor]:
@@ -216,6 +235,39 @@ class _Trainer:
         if cfg.update == "sequence":
             self._step(epoch)
         return nll_sum, n_total
+
+    def lbfgs_step(self, epoch: int) -> tuple[float, int] | None:
+        """One full-batch L-BFGS step; the summed NLL before it and the observed trials, or None if it diverged.
+
+        A diverged step (a non-finite loss inside the line search) is undone: the state before it is restored
+        and the L-BFGS history dropped, so the next step starts as gradient descent.
+        """
+        c = self.cohort
+        mask = c.observed & c.valid
+        n_total, calls = int(mask.sum()), []
+
+        def closure() -> Tensor:
+            self.optimizer.zero_grad()
+            weights, _, _ = rollout_trajectory(self.rule, self.params(), c.features, c.choice, c.reward, mask,
+                                               self.initial())
+            nll = -(trial_loglik(weights, c.features, c.choice) * mask).sum()
+            calls.append(float(nll.detach()))
+            if not math.isfinite(calls[-1]):
+                raise FloatingPointError(f"non-finite loss at epoch {epoch}: the rolled-out weights diverged")
+            (nll / max(n_total, 1)).backward()
+            return nll / max(n_total, 1)
+
+        before = self.snapshot()
+        try:
+            self.optimizer.step(closure)
+        except FloatingPointError:
+            if len(calls) == 1:  # the starting state itself: nothing to keep
+                raise
+            self.restore(before)
+            self.optimizer.state.clear()  # its history points into the diverging region
+            return None
+        self.n_updates += 1
+        return calls[0], n_total
 
     def snapshot(self) -> dict[str, Any]:
         state = {k: v.detach().clone() for k, v in self.raw.items()}
@@ -272,18 +324,33 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
         raise ValueError(f"rule {rule.name} is not fittable (its state depends on the latent weights)")
     if config.patience is not None and validation is None:
         raise ValueError("config.patience needs a validation cohort")
+    if config.optimizer not in ("adam", "lbfgs"):
+        raise ValueError(f"config.optimizer must be 'adam' or 'lbfgs', got {config.optimizer!r}")
     generator = torch.Generator()
     generator.manual_seed(seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_()))
     trainer = _Trainer(cohort, rule, params, init_weights, config)
     t0, losses, val, best = time.perf_counter(), [], [], (-math.inf, None, 0)
     bar = tqdm(range(config.epochs), disable=not (sys.stderr.isatty() if progress is None else progress),
                desc=f"rollout {rule.name}")
-    stop = "max epochs"
+    stop, diverged = "max epochs", 0
     for epoch in bar:
-        order = torch.randperm(cohort.n_animals, generator=generator)
-        sums = [trainer.batch(idx, epoch) for idx in order.split(config.batch_size or cohort.n_animals)]
+        if config.optimizer == "lbfgs":
+            sums = [trainer.lbfgs_step(epoch)]
+            diverged = diverged + 1 if sums[0] is None else 0
+            if diverged == 2:
+                stop = (f"non-finite loss in the L-BFGS line search twice in a row (epoch {epoch}); the last "
+                        "finite state kept")
+                logger.warning("rollout fit stopped: %s", stop)
+                break
+            if diverged:
+                logger.warning("epoch %d: the L-BFGS line search stepped into a diverging rollout; state restored, "
+                               "L-BFGS history reset", epoch)
+                continue
+        else:
+            order = torch.randperm(cohort.n_animals, generator=generator)
+            sums = [trainer.batch(idx, epoch) for idx in order.split(config.batch_size or cohort.n_animals)]
+            trainer.scheduler.step()
         losses.append(sum(s for s, _ in sums) / max(sum(n for _, n in sums), 1))
-        trainer.scheduler.step()
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if validation is not None and (epoch + 1) % config.eval_every == 0:
             val.append(predict_heldout(validation, trainer.rule, trainer.params(),

@@ -73,6 +73,56 @@ def test_fit_recovers_reinforce_alpha(reinforce_sim):
     assert res.train_loglik.shape == (12, 400) and res.losses[-1] < res.losses[0]
 
 
+def exact_gradient(cohort, rule, params, w0):
+    """Gradient of the untruncated mean NLL in (params, initial weights), at the given point."""
+    params = {k: v.clone().requires_grad_() for k, v in params.items()}
+    w0 = w0.clone().requires_grad_()
+    nll = -rollout_trajectory_loglik(cohort, rule, params, w0)
+    grads = torch.autograd.grad(nll, [*params.values(), w0])
+    return torch.cat([g.reshape(-1) for g in grads])
+
+
+def rollout_trajectory_loglik(cohort, rule, params, w0):
+    mask = cohort.observed & cohort.valid
+    weights, _, _ = rollout_trajectory(rule, params, cohort.features, cohort.choice, cohort.reward, mask, w0)
+    p = torch.sigmoid((weights * cohort.features).sum(-1))
+    y = cohort.choice
+    return ((y * torch.log(p) + (1 - y) * torch.log1p(-p)) * mask).sum() / mask.sum()
+
+
+def test_lbfgs_fit_reaches_a_stationary_point_of_the_exact_likelihood(reinforce_sim):
+    # L-BFGS must use the untruncated gradient: a fit on truncated gradients stops away from the stationary
+    # point of the loss it reports, and its line search misbehaves.
+    cohort = to_cohort(reinforce_sim)
+    config = RolloutConfig(epochs=15, optimizer="lbfgs", tbptt=50, tol=1e-12)
+    res = fit_rollout(cohort, Reinforce(), config=config, params={"alpha": torch.tensor([0.03, 0.03])}, seed=0)
+    grad = exact_gradient(cohort, Reinforce(), res.params, res.init_weights)
+    assert grad.abs().max() < 1e-5, grad
+    assert res.n_updates == res.n_steps and res.losses[-1] < res.losses[0]
+    # It reaches a higher likelihood than the Adam fit of test_fit_recovers_reinforce_alpha.
+    adam = fit_rollout(cohort, Reinforce(), config=RolloutConfig(epochs=20, lr=0.1, tbptt=400, init_lr=0.05),
+                       params={"alpha": torch.tensor([0.03, 0.03])}, seed=0)
+    assert float(res.train_loglik.sum()) > float(adam.train_loglik.sum())
+
+
+class _NanAbove(Reinforce):
+    """REINFORCE whose update is NaN once a learning rate passes 0.06: a rollout that diverges."""
+
+    def drift(self, params, w, x, y, r, context):
+        dw = super().drift(params, w, x, y, r, context)
+        return torch.where(params["alpha"] > 0.06, torch.full_like(dw, float("nan")), dw)
+
+
+def test_lbfgs_line_search_into_a_diverging_rollout_keeps_the_last_finite_state(reinforce_sim, caplog):
+    cohort = to_cohort(reinforce_sim)
+    start = {"alpha": torch.tensor([0.05, 0.05])}  # the data (alpha 0.1) pull it past 0.06
+    res = fit_rollout(cohort, _NanAbove(), config=RolloutConfig(epochs=10, optimizer="lbfgs"), params=start)
+    assert "non-finite loss in the L-BFGS line search twice" in res.stop_reason
+    assert "history reset" in caplog.text
+    assert (res.params["alpha"] <= 0.06).all() and torch.isfinite(res.train_loglik).all()
+    assert len(res.losses) == res.n_steps and not res.converged
+
+
 @pytest.mark.slow
 def test_mlp_fit_learns_reinforce_update():
     # Known initial weights, as in Liu et al.'s main-text simulations: with free per-animal initial weights an
@@ -111,10 +161,11 @@ class _Exploding(LearningRule):
         return torch.full_like(w, float("nan"))
 
 
-def test_nan_loss_names_epoch(reinforce_sim):
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_nan_loss_names_epoch(reinforce_sim, optimizer):
     cohort = to_cohort(reinforce_sim)
     with pytest.raises(FloatingPointError, match="epoch 0"):
-        fit_rollout(cohort, _Exploding(), config=RolloutConfig(epochs=2))
+        fit_rollout(cohort, _Exploding(), config=RolloutConfig(epochs=2, optimizer=optimizer))
 
 
 def test_config_errors(reinforce_sim):
@@ -127,6 +178,8 @@ def test_config_errors(reinforce_sim):
 
     with pytest.raises(ValueError, match="not fittable"):
         fit_rollout(cohort, NotFittable())
+    with pytest.raises(ValueError, match="optimizer"):
+        fit_rollout(cohort, Reinforce(), config=RolloutConfig(optimizer="sgd"))
 
 
 def test_estimate_initial_weights_static_glm():
