@@ -40,7 +40,7 @@ from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule
 from learnrules.other_rules import RULES
 
-__all__ = ["DRAWS_MAX_BYTES", "default_draws", "load_netcdf", "save_netcdf", "to_inference_data"]
+__all__ = ["DRAWS_MAX_BYTES", "DRAWS_PREFERRED", "default_draws", "load_netcdf", "save_netcdf", "to_inference_data"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,11 @@ _ARVIZ_1 = int(az.__version__.split(".")[0]) >= 1
 DRAWS_MAX_BYTES = 500e6
 """Bytes the posterior draws are kept under when their number is not given (no fewer than 10 draws)."""
 
+DRAWS_PREFERRED = 100
+"""Draws exported when their number is not given and they fit under :data:`DRAWS_MAX_BYTES`."""
 
-def default_draws(n_trials: int, n_features: int, *, preferred: int = 100) -> int:
+
+def default_draws(n_trials: int, n_features: int, *, preferred: int = DRAWS_PREFERRED) -> int:
     """Return how many draws to export: ``preferred``, fewer (>= 10) where they would pass :data:`DRAWS_MAX_BYTES`.
 
     A draw of a trial stores ``4 K + 9`` bytes (float32 weights, float64 log-likelihood, int8 prediction):
@@ -223,7 +226,8 @@ def to_inference_data(fit: FitResult, data: TrialData | CohortTensors, *, rule: 
     n_draws : int, optional
         Number of posterior draws. Each draw of each observed trial stores ``4 K + 9`` bytes (float32 weights,
         float64 log-likelihood, int8 prediction): about 80 MB for 200 draws of 20,000 trials x 3 features.
-        Default :func:`default_draws`: 100, fewer (logged) where they would pass :data:`DRAWS_MAX_BYTES`.
+        Default :func:`default_draws`: :data:`DRAWS_PREFERRED`, fewer (logged) where they would pass
+        :data:`DRAWS_MAX_BYTES`.
     seed : int, optional
         Seed of the draws.
 
@@ -242,9 +246,9 @@ def to_inference_data(fit: FitResult, data: TrialData | CohortTensors, *, rule: 
     if n_draws is None:
         n_trials = int(cohort.observed.sum())
         n_draws = default_draws(n_trials, len(fit.feature_names))
-        if n_draws < 100:
-            logger.warning("%d posterior draws (not 100) to keep them under %.0f MB for %d trials; pass n_draws= "
-                           "(--draws) to choose", n_draws, DRAWS_MAX_BYTES / 1e6, n_trials)
+        if n_draws < DRAWS_PREFERRED:
+            logger.warning("%d posterior draws (not %d) to keep them under %.0f MB for %d trials; pass n_draws= "
+                           "(--draws) to choose", n_draws, DRAWS_PREFERRED, DRAWS_MAX_BYTES / 1e6, n_trials)
     if n_draws < 1:
         raise ValueError(f"n_draws must be positive, got {n_draws}")
     rng = np.random.default_rng(seed)
