@@ -22,8 +22,7 @@ Writes results/<name>.md and .csv.
 from __future__ import annotations
 
 import argparse
-import copy
-import math
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ import pandas as pd
 import torch
 from neural_recovery import cohort_tensors, update_recovery
 
-from learnrules.inference.rollout import predict_heldout, rollout_loglik, rollout_trajectory, trial_loglik
+from learnrules.inference.rollout import predict_heldout, rollout_loglik
 from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import MLPRule, rule_network
@@ -112,41 +111,15 @@ def part_price(setting: Setting) -> list[dict]:
 
 def part_mlp(setting: Setting, budget: float, hidden: tuple[int, ...], seed: int) -> list[dict]:
     """MLP rule by full-batch L-BFGS (strong Wolfe) on the exact rollout likelihood, under a time budget."""
-    train, w0, oracle = setting.train, setting.w0, setting.oracle
-    mlp = MLPRule(train.n_features, hidden=hidden, seed=seed)
-    network = rule_network(mlp).to(train.features.dtype)
-    mask = train.observed & train.valid
-    n_obs = float(mask.sum())
-    optimizer = torch.optim.LBFGS(network.parameters(), lr=1.0, max_iter=20, history_size=100,
-                                  line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-14)
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        weights, _, _ = rollout_trajectory(mlp, {}, train.features, train.choice, train.reward, mask, w0)
-        nll = -(trial_loglik(weights, train.features, train.choice) * mask).sum() / n_obs
-        nll.backward()
-        return nll
-
-    tick, steps, note = time.perf_counter(), 0, ""
-    while time.perf_counter() - tick < budget:
-        last_good = copy.deepcopy(network.state_dict())
-        loss = float(optimizer.step(closure).detach())  # the loss before this step
-        if not math.isfinite(float(closure().detach())):  # the line search can step into a diverging rollout
-            network.load_state_dict(last_good)
-            note = f"; stopped: non-finite loss after step {steps + 1}, state of step {steps} kept"
-            break
-        steps += 1
-        path = ""
-        if steps % 5 == 0:  # the path, not a selection: the held-out animals are the test set
-            row = setting.row("", mlp, {}, 0.0)
-            path = f", held-out gap {row['heldout_gap_per_trial']:+.5f}/trial, rel RMSE {row['rel_rmse']:.3f}"
-        print(f"{time.perf_counter() - tick:6.0f} s  L-BFGS step {steps}: {oracle + loss * n_obs:.2f} nats below "
-              f"the oracle{path}", flush=True)
-    n_params = sum(p.numel() for p in network.parameters())
-    loglik = float(rollout_loglik(train, mlp, {}, w0).sum())
-    return [setting.row(f"MLP {hidden} seed {seed}, full-batch L-BFGS", mlp, {}, loglik,
-                        fitted=f"{n_params} network parameters, {steps} L-BFGS steps (20 iterations each){note}",
-                        wall_s=round(time.perf_counter() - tick, 1))]
+    config = RolloutConfig(epochs=100_000, optimizer="lbfgs", lbfgs_iter=20, init_weights="fixed", tol=0.0,
+                           time_budget_s=budget, log_every=1)
+    res = fit_rollout(setting.train, MLPRule(setting.train.n_features, hidden=hidden, seed=seed), config=config,
+                      init_weights=setting.w0, progress=False)
+    n_params = sum(p.numel() for p in rule_network(res.rule).parameters())
+    return [setting.row(f"MLP {hidden} seed {seed}, full-batch L-BFGS", res.rule, {}, float(res.train_loglik.sum()),
+                        fitted=f"{n_params} network parameters, {res.n_steps} L-BFGS steps (20 iterations each); "
+                               f"{res.stop_reason}",
+                        wall_s=round(res.elapsed_s, 1))]
 
 
 def main() -> None:
@@ -156,6 +129,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="network initializations, one fit each")
     parser.add_argument("--name", default="neural_identify", help="results/<name>.md and .csv")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float64)
     setting = Setting.build()
