@@ -15,7 +15,8 @@ the exact (untruncated) rollout likelihood of the training animals:
 Every row also gives the held-out animals' log-likelihood per trial (true initial weights) minus the true
 rule's: a fit above the oracle on its training animals but below it on new ones has fitted noise.
 
-Usage: python bench/neural_identify.py [--budget 900] [--hidden 32,32 8,8] [--seeds 0 1 2] [--name NAME]
+Usage: python bench/neural_identify.py [--budget 900] [--hidden 32,32 8,8] [--seeds 0 1 2] [--activation tanh]
+[--name NAME]
 Writes results/<name>.md and .csv.
 """
 
@@ -85,7 +86,8 @@ class Setting:
         heldout = predict_heldout(self.test, rule, params, init_weights=self.test_w0).loglik_per_trial
         return {"fit": label, "loglik_below_oracle": self.oracle - loglik,
                 "heldout_gap_per_trial": heldout - self.test_oracle, "rel_rmse": pooled["rel_rmse"],
-                "rel_rmse_expected": pooled["rel_rmse_expected"], "unrewarded_share": pooled["unrewarded_share"],
+                "rel_rmse_expected": pooled["rel_rmse_expected"],
+                "rel_rmse_field": pooled["rel_rmse_field"], "unrewarded_share": pooled["unrewarded_share"],
                 **extra}
 
 
@@ -109,14 +111,15 @@ def part_price(setting: Setting) -> list[dict]:
     return rows
 
 
-def part_mlp(setting: Setting, budget: float, hidden: tuple[int, ...], seed: int) -> list[dict]:
+def part_mlp(setting: Setting, budget: float, hidden: tuple[int, ...], seed: int, activation: str) -> list[dict]:
     """MLP rule by full-batch L-BFGS (strong Wolfe) on the exact rollout likelihood, under a time budget."""
     config = RolloutConfig(epochs=100_000, optimizer="lbfgs", lbfgs_iter=20, init_weights="fixed", tol=0.0,
                            time_budget_s=budget, log_every=1)
-    res = fit_rollout(setting.train, MLPRule(setting.train.n_features, hidden=hidden, seed=seed), config=config,
-                      init_weights=setting.w0, progress=False)
+    mlp = MLPRule(setting.train.n_features, hidden=hidden, activation=activation, seed=seed)
+    res = fit_rollout(setting.train, mlp, config=config, init_weights=setting.w0, progress=False)
     n_params = sum(p.numel() for p in rule_network(res.rule).parameters())
-    return [setting.row(f"MLP {hidden} seed {seed}, full-batch L-BFGS", res.rule, {}, float(res.train_loglik.sum()),
+    label = f"MLP {hidden} {activation} seed {seed}, full-batch L-BFGS"
+    return [setting.row(label, res.rule, {}, float(res.train_loglik.sum()),
                         fitted=f"{n_params} network parameters, {res.n_steps} L-BFGS steps (20 iterations each); "
                                f"{res.stop_reason}",
                         wall_s=round(res.elapsed_s, 1))]
@@ -127,6 +130,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=900.0, help="wall time of each MLP fit, s")
     parser.add_argument("--hidden", nargs="+", default=["32,32"], help="MLP hidden sizes, one fit each")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="network initializations, one fit each")
+    parser.add_argument("--activation", default="relu", choices=("relu", "tanh", "silu"), help="of the MLPs")
     parser.add_argument("--name", default="neural_identify", help="results/<name>.md and .csv")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -136,12 +140,12 @@ def main() -> None:
     rows = part_price(setting)
     for hidden in args.hidden:
         for seed in args.seeds:
-            rows += part_mlp(setting, args.budget, tuple(int(h) for h in hidden.split(",")), seed)
+            rows += part_mlp(setting, args.budget, tuple(int(h) for h in hidden.split(",")), seed, args.activation)
     table = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
     table.to_csv(RESULTS / f"{args.name}.csv", index=False)
     header = ["fit", "loglik_below_oracle", "heldout_gap_per_trial", "rel_rmse", "rel_rmse_expected",
-              "unrewarded_share", "fitted", "wall_s"]
+              "rel_rmse_field", "unrewarded_share", "fitted", "wall_s"]
     lines = [f"# {args.name}", "",
              f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch {torch.__version__}, 1 thread. "
              f"100 noise-free REINFORCE animals x 2,000 trials (alpha {setting.sim.params['alpha'].tolist()}), "
@@ -149,7 +153,8 @@ def main() -> None:
              f"{int(setting.train.observed.sum())} trials. Log-likelihood in nats (total over the training "
              "animals); held-out gap: log-likelihood per trial of 100 new animals (true initial weights) minus "
              f"the true rule's ({setting.test_oracle:.5f}); relative RMSE of the update on the visited states, "
-             "pooled over weights.", "",
+             "pooled over weights: of the per-trial update (rel_rmse), of the update averaged over the choice "
+             "(rel_rmse_expected) and over the task's stimuli too, the drift field (rel_rmse_field).", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         lines.append("| " + " | ".join((f"{r[h]:+.5f}" if h == "heldout_gap_per_trial" else f"{r[h]:.3f}")

@@ -30,6 +30,7 @@ from learnrules.inference.rollout import predict_heldout, rollout_loglik
 from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import MLPRule
+from learnrules.models.neural_grid import expected_update, trial_mix
 from learnrules.other_rules import Reinforce
 from learnrules.synthetic import simulate_cohort
 
@@ -57,8 +58,10 @@ def update_recovery(sim, rule, cohort: CohortTensors, index: np.ndarray, params:
 
     Per weight and pooled: relative RMSE, correlation and slope of the per-trial update; ``rel_rmse_expected``,
     the relative RMSE of the *expected* update (averaged over the choice under the true policy, the reward
-    following from the correct side), which is what the choices pin down tightly; and ``unrewarded_share``,
-    the fraction of the squared error on unrewarded trials.
+    following from the correct side); ``rel_rmse_field``, that of the drift field (the expected update
+    averaged over the task's stimuli too, :func:`~learnrules.models.neural_grid.expected_update`), which is
+    what the choices pin down tightly; and ``unrewarded_share``, the fraction of the squared error on
+    unrewarded trials.
     """
     dtype = torch.get_default_dtype()
     params = params or {}
@@ -79,6 +82,9 @@ def update_recovery(sim, rule, cohort: CohortTensors, index: np.ndarray, params:
     with torch.no_grad():
         fitted = rule.drift(params, w, x, y, r, ctx).numpy()
         mean_true, mean_fitted = expected(sim.rule, true_params), expected(rule, params)
+    mix = trial_mix(x[..., list(sim.feature_names).index("stimulus")][cohort.observed].numpy(), sim.feature_names)
+    field_true = expected_update(sim.rule, true_params, w, *mix).numpy()
+    field_fitted = expected_update(rule, params, w, *mix).numpy()
     true = sim.updates[index]
     unrewarded = (r.numpy() < 0.5)[..., None] & np.ones(true.shape, bool)
     rows = []
@@ -86,10 +92,12 @@ def update_recovery(sim, rule, cohort: CohortTensors, index: np.ndarray, params:
         a, b = true[sl].ravel(), fitted[sl].ravel()
         sq = (a - b) ** 2
         ea, eb = mean_true[sl].ravel(), mean_fitted[sl].ravel()
+        fa, fb = field_true[sl].ravel(), field_fitted[sl].ravel()
         rows.append({"weight": name, "true_rms": float(np.sqrt(np.mean(a**2))),
                      "rel_rmse": float(np.sqrt(np.mean(sq)) / np.sqrt(np.mean(a**2))),
                      "corr": float(np.corrcoef(a, b)[0, 1]), "slope": float(a @ b / (a @ a)),
                      "rel_rmse_expected": float(np.sqrt(np.mean((ea - eb) ** 2)) / np.sqrt(np.mean(ea**2))),
+                     "rel_rmse_field": float(np.sqrt(np.mean((fa - fb) ** 2)) / np.sqrt(np.mean(fa**2))),
                      "unrewarded_share": float(sq[unrewarded[sl].ravel()].sum() / sq.sum()) if sq.sum() else 0.0})
     return rows
 
