@@ -149,13 +149,14 @@ def rule_update_grid(rule: LearningRule, params: Params, *, weights_grid: Mappin
     return pd.concat(frames, ignore_index=True)
 
 
-def trial_mix(stimuli: Sequence[float], feature_names: Sequence[str], *,
+def trial_mix(stimuli: Sequence[float], feature_names: Sequence[str], *, sides: Sequence[float] | None = None,
               fixed_features: Mapping[str, float] | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Return the task's kinds of trial from its signed stimuli: design rows, correct sides, probabilities.
 
-    Each distinct stimulus is weighted by how often it occurs in ``stimuli`` (pass the data's stimulus column,
-    or each value of the task once); its correct side is its sign (1 = right), and a stimulus of 0 counts
-    once for each side with half its weight (the IBL task: the side of a 0% contrast is drawn at random).
+    Each distinct (stimulus, correct side) is weighted by how often it occurs: pass the data's stimulus and
+    correct-side columns, or each value of the task once. Without ``sides`` the correct side is the sign of
+    the stimulus (1 = right), and a stimulus of 0 counts once for each side with half its weight (the IBL
+    task: the side of a 0% contrast is drawn at random).
 
     Returns
     -------
@@ -167,14 +168,20 @@ def trial_mix(stimuli: Sequence[float], feature_names: Sequence[str], *,
     s = np.asarray(stimuli, dtype=float).ravel()
     if s.size == 0 or not np.isfinite(s).all():
         raise ValueError("stimuli must be a non-empty sequence of finite signed stimuli")
-    values, counts = np.unique(s, return_counts=True)
-    sides = [(1.0,) if v > 0 else (0.0,) if v < 0 else (0.0, 1.0) for v in values]
-    stim = np.array([v for v, sd in zip(values, sides, strict=True) for _ in sd])
-    side = np.array([x for sd in sides for x in sd])
-    prob = np.array([c / len(sd) for c, sd in zip(counts, sides, strict=True) for _ in sd]) / counts.sum()
+    if sides is None:  # the sign; the trials of a 0 stimulus count half on each side
+        zero = s == 0
+        side = np.concatenate([(s > 0) * 1.0, np.ones(zero.sum())])
+        weight = np.concatenate([np.where(zero, 0.5, 1.0), np.full(zero.sum(), 0.5)])
+        s = np.concatenate([s, s[zero]])
+    else:
+        side, weight = np.asarray(sides, dtype=float).ravel(), np.ones_like(s)
+        if side.shape != s.shape or not np.isin(side, (0.0, 1.0)).all():
+            raise ValueError("sides must hold one correct side (0 = left, 1 = right) per stimulus")
+    pairs, inverse = np.unique(np.stack([s, side], axis=1), axis=0, return_inverse=True)
+    prob = np.bincount(inverse.ravel(), weights=weight) / weight.sum()
     dtype = torch.get_default_dtype()
-    return (torch.as_tensor(grid_features(stim, feature_names, fixed_features), dtype=dtype),
-            torch.as_tensor(side, dtype=dtype), torch.as_tensor(prob, dtype=dtype))
+    return (torch.as_tensor(grid_features(pairs[:, 0], feature_names, fixed_features), dtype=dtype),
+            torch.as_tensor(pairs[:, 1], dtype=dtype), torch.as_tensor(prob, dtype=dtype))
 
 
 def expected_update(rule: LearningRule, params: Params, w: Tensor, x: Tensor, side: Tensor, prob: Tensor, *,
@@ -216,9 +223,9 @@ def expected_update(rule: LearningRule, params: Params, w: Tensor, x: Tensor, si
 
 
 def rule_drift_grid(rule: LearningRule, params: Params, *, weights_grid: Mapping[str, Sequence[float]],
-                    stimuli: Sequence[float], feature_names: Sequence[str], context: Tensor | None = None,
-                    reward_rate: float | None = None, fixed_features: Mapping[str, float] | None = None
-                    ) -> pd.DataFrame:
+                    stimuli: Sequence[float], feature_names: Sequence[str], sides: Sequence[float] | None = None,
+                    context: Tensor | None = None, reward_rate: float | None = None,
+                    fixed_features: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Evaluate the rule's drift field (expected update, :func:`expected_update`) on a grid of weights.
 
     Parameters
@@ -231,6 +238,8 @@ def rule_drift_grid(rule: LearningRule, params: Params, *, weights_grid: Mapping
         The task's signed stimuli, repeated as often as they occur (:func:`trial_mix`).
     feature_names : Sequence[str]
         The K feature names, in the rule's order.
+    sides : Sequence[float], optional
+        The correct side of each stimulus (1 = right); default its sign (:func:`trial_mix`).
     context, reward_rate, fixed_features
         As :func:`rule_update_grid`.
 
@@ -248,7 +257,8 @@ def rule_drift_grid(rule: LearningRule, params: Params, *, weights_grid: Mapping
     w = np.array(list(itertools.product(*axes)), dtype=float)
     context = _grid_context(rule, params, names, context, reward_rate)
     drift = expected_update(rule, params, torch.as_tensor(w, dtype=torch.get_default_dtype()),
-                            *trial_mix(stimuli, names, fixed_features=fixed_features), context=context).numpy()
+                            *trial_mix(stimuli, names, sides=sides, fixed_features=fixed_features),
+                            context=context).numpy()
     base = pd.DataFrame({f"w_{name}": w[:, i] for i, name in enumerate(names)})
     if reward_rate is not None:
         base["reward_rate"] = float(reward_rate)

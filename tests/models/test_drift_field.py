@@ -21,6 +21,17 @@ def test_trial_mix_weights_stimuli_by_frequency_and_splits_zero_between_sides():
             trial_mix(bad, NAMES)
 
 
+def test_trial_mix_takes_the_correct_sides_of_the_data_when_given():
+    # E.g. a task whose 0.5 stimulus is sometimes rewarded on the left: the empirical joint, not the sign.
+    x, side, prob = trial_mix([0.5, 0.5, 0.0, 0.5], NAMES, sides=[1, 0, 1, 1])
+    np.testing.assert_allclose(x.numpy()[:, 1], [0, 0.5, 0.5])
+    np.testing.assert_allclose(side.numpy(), [1, 0, 1])
+    np.testing.assert_allclose(prob.numpy(), [1 / 4, 1 / 4, 2 / 4])
+    for bad in ([1, 0], [1, 0, 2, 1]):
+        with pytest.raises(ValueError, match="sides"):
+            trial_mix([0.5, 0.5, 0.0, 0.5], NAMES, sides=bad)
+
+
 def test_expected_reinforce_update_by_hand():
     # REINFORCE: dw = alpha r (y - p) x. Only the correct choice is rewarded, so for a trial whose correct
     # side is s the expectation is alpha p (1 - p) x (2 s - 1).
