@@ -8,7 +8,8 @@ Layout of ``DIR`` (see the README's "Reading the outputs"):
   rules ``rule.pt``, the trained network (``learnrules.models.neural.load_neural_rule``);
 - ``posterior.nc``: ArviZ InferenceData (posterior draws, pointwise log-likelihood, predictions);
 - ``summary.json``: rule, method, parameters, ELBO, timings, held-out scores when computed;
-- ``figures/``: ``weights.png``, ``elbo.png``, ``rule_map.png``, ``learning_curves.png``, ``psychometric.png``.
+- ``figures/``: ``weights.png``, ``elbo.png``, ``rule_map.png``, ``drift_field.png`` (when the features are
+  bias and stimuli), ``learning_curves.png``, ``psychometric.png``.
 """
 
 from __future__ import annotations
@@ -21,12 +22,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
+from learnrules.behavior.features import animal_features
 from learnrules.behavior.trials import TrialData
 from learnrules.inference.twin import simulate_twin
 from learnrules.models.neural import NeuralRule, save_neural_rule
+from learnrules.models.neural_grid import rule_drift_grid
 from learnrules.models.rule import LearningRule
-from learnrules.plots import plot_elbo, plot_learning_curves, plot_psychometric, plot_rule_map, plot_weights
+from learnrules.plots import (
+    plot_drift_field,
+    plot_elbo,
+    plot_learning_curves,
+    plot_psychometric,
+    plot_rule_map,
+    plot_weights,
+)
 from learnrules.plots.rules import rule_update_table
 from learnrules.workflow import FittedModel
 
@@ -35,6 +46,8 @@ __all__ = ["fit_summary", "write_figures", "write_fit", "write_json", "twin_tabl
 logger = logging.getLogger(__name__)
 
 _RULE_GRID = 9  # weight values per axis of the rule map (keeps it quick for neural rules)
+_DRIFT_GRID = 17  # weight values per axis of the drift field
+_STIMULUS_FEATURES = {"bias", "stimulus", "stimulus_left", "stimulus_right"}
 
 
 def _jsonable(value: Any) -> Any:
@@ -93,6 +106,26 @@ def _rule_table(rule: LearningRule, params: Mapping[str, object], names: tuple[s
     return rule_update_table(rule, params, names, weights_grid=grid)
 
 
+def _task_trials(data: TrialData, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Return the data's signed stimuli and correct sides (observed trials); None unless bias and stimuli."""
+    if not set(names) <= _STIMULUS_FEATURES or not {"stimulus", "stimulus_left", "stimulus_right"} & set(names):
+        return None
+    stimuli, sides = [], []
+    for animal in data:
+        keep = animal.observed & np.isfinite(animal.answer)
+        stimuli.append(animal_features(animal, ["stimulus"])[keep, 0])
+        sides.append(animal.answer[keep])
+    return np.concatenate(stimuli), np.concatenate(sides)
+
+
+def _drift_table(rule: LearningRule, params: Mapping[str, object], names: tuple[str, ...],
+                 trials: tuple[np.ndarray, np.ndarray]) -> pd.DataFrame:
+    dtype = torch.get_default_dtype()
+    prm = {n: torch.as_tensor(np.asarray(v, dtype=float), dtype=dtype) for n, v in params.items()}
+    return rule_drift_grid(rule, prm, weights_grid={n: np.linspace(-3.0, 3.0, _DRIFT_GRID) for n in names},
+                           stimuli=trials[0], sides=trials[1], feature_names=names)
+
+
 def write_figures(model: FittedModel, data: TrialData, folder: Path, *, seed: int | None = 0,
                   truth: tuple[LearningRule, Mapping[str, object]] | None = None,
                   true_weights: np.ndarray | None = None) -> list[Path]:
@@ -112,6 +145,12 @@ def write_figures(model: FittedModel, data: TrialData, folder: Path, *, seed: in
     true_table = None if truth is None else _rule_table(truth[0], truth[1], names)
     paths.append(folder / "rule_map.png")
     plot_rule_map(_rule_table(model.scoring_rule, params, names), true_update_table=true_table, path=paths[-1])
+    trials = _task_trials(data, names)
+    if trials is not None:  # the expected update over the data's own stimuli and sides
+        true_drift = None if truth is None else _drift_table(truth[0], truth[1], names, trials)
+        paths.append(folder / "drift_field.png")
+        plot_drift_field(_drift_table(model.scoring_rule, params, names, trials), true_drift_table=true_drift,
+                         path=paths[-1])
     twins = twin_tables(model, data, seed=seed)
     real = data.to_frame()
     paths.append(folder / "learning_curves.png")

@@ -1,8 +1,12 @@
-"""The learned rule as heat maps of the weight update over (stimulus, weight), per choice and reward."""
+"""The learned rule as heat maps: the update over (stimulus, weight) per choice and reward, and the drift field.
+
+The drift field (:func:`~learnrules.models.neural_grid.rule_drift_grid`) is the update expected at each
+weight state over the task's trials and the animal's choices: the part of a rule that choices identify
+best, and what moves the weights on average.
+"""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -12,21 +16,15 @@ import torch
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
+from learnrules.models.neural_grid import rule_update_grid
 from learnrules.models.rule import LearningRule
 from learnrules.plots._common import finish, new_figure
 
-__all__ = ["rule_update_table", "plot_rule_map", "SIGNED_CONTRASTS"]
+__all__ = ["rule_update_table", "plot_rule_map", "plot_drift_field", "SIGNED_CONTRASTS"]
 
 SIGNED_CONTRASTS = (-1.0, -0.5, -0.25, -0.125, -0.0625, 0.0, 0.0625, 0.125, 0.25, 0.5, 1.0)
 _PANELS = ((0, 1, "left, rewarded"), (0, 0, "left, unrewarded"), (1, 1, "right, rewarded"),
            (1, 0, "right, unrewarded"))
-
-
-def _grid_x(stimulus: np.ndarray, names: Sequence[str]) -> np.ndarray:
-    """Design rows for signed stimuli: bias 1, stimulus s, stimulus_right/left the positive/negative part."""
-    columns = {"bias": np.ones_like(stimulus), "stimulus": stimulus,
-               "stimulus_right": np.maximum(stimulus, 0.0), "stimulus_left": np.maximum(-stimulus, 0.0)}
-    return np.stack([columns.get(n, np.zeros_like(stimulus)) for n in names], axis=1)
 
 
 def rule_update_table(rule: LearningRule, params: Mapping[str, object], feature_names: Sequence[str], *,
@@ -57,24 +55,16 @@ def rule_update_table(rule: LearningRule, params: Mapping[str, object], feature_
     """
     names = list(feature_names)
     grid = weights_grid if weights_grid is not None else {n: np.linspace(-3.0, 3.0, 13) for n in names}
-    axes = [np.asarray(grid.get(n, [0.0]), dtype=float) for n in names]
-    rows = np.array(list(itertools.product(*axes, stimulus_grid, (0.0, 1.0), (0.0, 1.0))), dtype=float)
-    k, dtype = len(names), torch.get_default_dtype()
-    w, s, y, r = rows[:, :k], rows[:, k], rows[:, k + 1], rows[:, k + 2]
+    dtype = torch.get_default_dtype()
     prm = {n: torch.as_tensor(np.asarray(v, dtype=float), dtype=dtype) for n, v in params.items()}
-    context = rule.init_context(prm, (len(rows),), k).to(dtype)
-    with torch.no_grad():
-        dw = rule.drift(prm, torch.as_tensor(w, dtype=dtype), torch.as_tensor(_grid_x(s, names), dtype=dtype),
-                        torch.as_tensor(y, dtype=dtype), torch.as_tensor(r, dtype=dtype), context).numpy()
-    base = pd.DataFrame({**{f"w_{n}": w[:, i] for i, n in enumerate(names)}, "stimulus": s, "choice": y,
-                         "reward": r})
-    return pd.concat([base.assign(feature=n, dw=dw[:, i]) for i, n in enumerate(names)], ignore_index=True)
+    return rule_update_grid(rule, prm, weights_grid=grid, stimulus_grid=stimulus_grid, feature_names=names)
 
 
-def _slice(table: pd.DataFrame, feature: str) -> pd.DataFrame:
-    """Rows updating ``feature``; other weights held at their grid value nearest 0."""
+def _slice(table: pd.DataFrame, feature: str, shown: Sequence[str] | None = None) -> pd.DataFrame:
+    """Rows updating ``feature``; weights other than ``shown`` (default: ``feature``'s) at their value nearest 0."""
+    shown = [f"w_{feature}"] if shown is None else [f"w_{n}" for n in shown]
     out = table[table["feature"] == feature]
-    for col in [c for c in table if c.startswith("w_") and c != f"w_{feature}"]:
+    for col in [c for c in table if c.startswith("w_") and c not in shown]:
         values = out[col].unique()
         out = out[out[col] == values[np.argmin(np.abs(values))]]
     return out
@@ -129,4 +119,60 @@ def plot_rule_map(update_table: pd.DataFrame, *, true_update_table: pd.DataFrame
     for ax in axes[-1]:
         ax.set_xlabel("stimulus")
     fig.colorbar(mesh, ax=axes, label="weight update dw", shrink=0.8)
+    return finish(fig, path)
+
+
+def plot_drift_field(drift_table: pd.DataFrame, *, true_drift_table: pd.DataFrame | None = None,
+                     axes_features: Sequence[str] | None = None, path: str | Path | None = None) -> Figure:
+    """Plot the drift field: the expected update of each weight over a plane of two weights.
+
+    Parameters
+    ----------
+    drift_table : pandas.DataFrame
+        Columns ``w_<feature>`` (one per weight), ``feature`` and ``dw``
+        (:func:`~learnrules.models.neural_grid.rule_drift_grid`).
+    true_drift_table : pandas.DataFrame, optional
+        The same for the true rule, in a second column on the same color scale.
+    axes_features : sequence of two str, optional
+        The weights on the x and y axes (default: the first two of the table). Other weights are held at
+        their grid value nearest 0. A table of one weight is drawn as lines of ``dw`` against it.
+    path : str or Path, optional
+        Save the figure there.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One row per updated weight, a column for the fitted field (and one for the true field), one shared
+        colorbar centred on 0 and symmetric (two or more weights).
+    """
+    for name, table in [("drift_table", drift_table), ("true_drift_table", true_drift_table)]:
+        if table is not None and not {"feature", "dw"} <= set(table):
+            raise ValueError(f"{name} lacks columns {sorted({'feature', 'dw'} - set(table))}")
+    weights = [c[2:] for c in drift_table if c.startswith("w_")]
+    shown = list(axes_features) if axes_features is not None else weights[:2]
+    if not set(shown) <= set(weights) or len(shown) != min(2, len(weights)):
+        raise ValueError(f"axes_features must be {min(2, len(weights))} of the table's weights {weights}, "
+                         f"got {shown}")
+    names = list(dict.fromkeys(drift_table["feature"]))
+    tables = [("fitted", drift_table)] + ([("true", true_drift_table)] if true_drift_table is not None else [])
+    fig, axes = new_figure(len(names), len(tables), width=3.4, height=2.8, sharex=True, sharey=True)
+    frames = {(row, col): _slice(t, n, shown) for row, n in enumerate(names) for col, (_, t) in enumerate(tables)}
+    vmax = max(float(np.abs(f["dw"]).max()) for f in frames.values()) or 1.0
+    norm, mesh = TwoSlopeNorm(vcenter=0.0, vmin=-vmax, vmax=vmax), None
+    for (row, col), frame in frames.items():
+        ax = axes[row, col]
+        if len(shown) == 1:
+            line = frame.sort_values(f"w_{shown[0]}")
+            ax.plot(line[f"w_{shown[0]}"], line["dw"])
+            ax.axhline(0.0, color="0.6", lw=0.8)
+        else:
+            wide = frame.pivot_table(index=f"w_{shown[1]}", columns=f"w_{shown[0]}", values="dw", aggfunc="mean")
+            mesh = ax.pcolormesh(wide.columns.to_numpy(float), wide.index.to_numpy(float), wide.to_numpy(float),
+                                 shading="nearest", cmap="RdBu_r", norm=norm)
+            ax.set_ylabel(f"w_{shown[1]}" if col == 0 else "")
+        ax.set_title(f"{tables[col][0]}: expected dw_{names[row]}", fontsize="small")
+    for ax in axes[-1]:
+        ax.set_xlabel(f"w_{shown[0]}")
+    if mesh is not None:
+        fig.colorbar(mesh, ax=axes, label="expected weight update", shrink=0.8)
     return finish(fig, path)

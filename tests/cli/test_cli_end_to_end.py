@@ -86,7 +86,7 @@ def test_fit_writes_every_output_and_each_parses(table, tmp_path):
     idata = az.from_netcdf(out / "posterior.nc")
     assert {"posterior", "log_likelihood", "observed_data"} <= set(idata.groups())
     assert idata.posterior.sizes["draw"] == 10
-    for fig in ("weights", "elbo", "rule_map", "learning_curves", "psychometric"):
+    for fig in ("weights", "elbo", "rule_map", "drift_field", "learning_curves", "psychometric"):
         assert (out / "figures" / f"{fig}.png").read_bytes()[:8] == PNG
 
 

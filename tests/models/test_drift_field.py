@@ -81,3 +81,19 @@ def test_expected_update_is_the_average_over_simulated_trials():
     got = expected_update(rule, {}, w, *trial_mix(stimulus, NAMES))
     assert ((got - mc).abs() < 4 * se).all(), (got, mc, se)
     assert (se < 0.05 * got.abs()).all()  # the check is sharp: the field is well above its MC error
+
+
+def test_reinforce_strengthens_every_stimulus_weight_on_average():
+    # Rewarded choices follow the stimulus side, so at every weight state REINFORCE's expected update drives the
+    # right-stimulus weight up and the left-stimulus weight down (P(right) = sigmoid(w . x)), and leaves the
+    # bias alone when the sides balance: bias 0 and mirror-image stimulus weights.
+    names = ["bias", "stimulus_left", "stimulus_right"]
+    grid = {n: np.linspace(-3.0, 3.0, 7) for n in names}
+    field = rule_drift_grid(Reinforce(), {"alpha": torch.full((3,), 0.1)}, weights_grid=grid,
+                            stimuli=[-1.0, -0.25, 0.0, 0.25, 1.0], feature_names=names)
+    assert (field[field.feature == "stimulus_right"].dw > 0).all()
+    assert (field[field.feature == "stimulus_left"].dw < 0).all()
+    bias = field[field.feature == "bias"]
+    mirror = bias[(bias.w_bias == 0) & (bias.w_stimulus_left == -bias.w_stimulus_right)]
+    assert len(mirror) == 7
+    np.testing.assert_allclose(mirror.dw, 0.0, atol=1e-15)

@@ -11,9 +11,12 @@ from learnrules.inference.crossval import RulePredictor, compare_table, cross_va
 from learnrules.inference.evaluate import rollout_loglik
 from learnrules.inference.twin import simulate_twin
 from learnrules.models.inputs import CohortTensors
+from learnrules.models.neural_grid import rule_drift_grid
 from learnrules.other_rules import make_rule
 from learnrules.plots import (
+    SIGNED_CONTRASTS,
     plot_comparison,
+    plot_drift_field,
     plot_elbo,
     plot_learning_curves,
     plot_psychometric,
@@ -147,3 +150,29 @@ def test_plot_comparison_from_cross_validation(cohort, tmp_path):
     _saved(fig, tmp_path, "comparison")
     with pytest.raises(ValueError, match="metric"):
         plot_comparison(table, metric="auc")
+
+
+def test_plot_drift_field_fitted_beside_true_on_one_scale(tmp_path):
+    names = ["bias", "stimulus_left", "stimulus_right"]
+    grid = {n: np.linspace(-2.0, 2.0, 5) for n in names}
+    tables = [rule_drift_grid(make_rule("reinforce"), {"alpha": torch.full((3,), a)}, weights_grid=grid,
+                              stimuli=SIGNED_CONTRASTS, feature_names=names) for a in (0.05, 0.1)]
+    fig = plot_drift_field(tables[0], true_drift_table=tables[1])
+    heat = fig.axes[:-1]  # the last axes is the shared colorbar
+    assert len(heat) == 3 * 2 and all(sum(isinstance(c, QuadMesh) for c in ax.collections) == 1 for ax in heat)
+    # x = w_bias, y = w_stimulus_left; w_stimulus_right held at 0 (its grid value nearest 0)
+    shown = [t[t.w_stimulus_right == 0] for t in tables]
+    vmax = max(np.abs(t["dw"]).max() for t in shown)
+    assert heat[0].collections[0].get_clim() == pytest.approx((-vmax, vmax))
+    first = shown[0][shown[0].feature == "bias"].pivot_table(index="w_stimulus_left", columns="w_bias", values="dw")
+    np.testing.assert_allclose(np.asarray(heat[0].collections[0].get_array()).reshape(5, 5), first.to_numpy())
+    assert heat[0].get_xlabel() == "" and heat[-1].get_xlabel() == "w_bias" and "true" in heat[1].get_title()
+    _saved(fig, tmp_path, "drift_field")
+    # One weight: lines of dw against it; axes that are not the table's weights are refused.
+    single = rule_drift_grid(make_rule("reinforce"), {"alpha": torch.tensor([0.1])},
+                             weights_grid={"stimulus": np.linspace(-2, 2, 9)}, stimuli=SIGNED_CONTRASTS,
+                             feature_names=["stimulus"])
+    line = plot_drift_field(single).axes[0].lines[0]
+    np.testing.assert_allclose(line.get_ydata(), single.sort_values("w_stimulus")["dw"])
+    with pytest.raises(ValueError, match="axes_features"):
+        plot_drift_field(tables[0], axes_features=["bias", "lapse"])
