@@ -23,10 +23,17 @@ from learnrules.inference.crossval import compare_table, cross_validate
 from learnrules.inference.evaluate import gaussian_filter_loglik
 from learnrules.inference.fit import FitConfig
 from learnrules.models.inputs import CohortTensors
+from learnrules.models.neural_grid import STIMULUS_FEATURES
 from learnrules.other_rules.registry import RULES, make_rule
 from learnrules.outputs import write_fit, write_json
 from learnrules.synthetic.cohort import SimulatedCohort, simulate_cohort
-from learnrules.synthetic.recovery import trajectory_correlation, update_rmse, visited_states
+from learnrules.synthetic.recovery import (
+    drift_rmse,
+    task_stimuli,
+    trajectory_correlation,
+    update_rmse,
+    visited_states,
+)
 from learnrules.workflow import RULE_NAMES, FitPredictor, FittedModel, fit_model, parse_list, score_summary
 
 __all__ = ["cmd_compare", "cmd_fit", "cmd_recover", "cmd_simulate", "emit", "progress_flag", "run_compare"]
@@ -179,9 +186,12 @@ def _recovery_scores(cohort: SimulatedCohort, model: FittedModel, fresh: Simulat
         with torch.no_grad():
             return rule.drift(prm, w, x, y, r, context)
 
-    err = update_rmse(cohort.rule, cohort.params, update, visited_states(cohort, seed=args.seed),
-                      feature_names=names)
-    scores["update_relative_rmse"] = err.relative_rmse
+    states = visited_states(cohort, seed=args.seed)
+    scores["update_relative_rmse"] = update_rmse(cohort.rule, cohort.params, update, states).relative_rmse
+    if cohort.rule.markov and set(names) <= STIMULUS_FEATURES:
+        stimuli, sides = task_stimuli(cohort)
+        scores["drift_relative_rmse"] = drift_rmse(cohort.rule, cohort.params, update, states, stimuli=stimuli,
+                                                   sides=sides, feature_names=names).relative_rmse
     truth, known = [], cohort.true_values()
     for row in res.parameters.itertuples():
         if row.parameter in known:
@@ -220,6 +230,9 @@ def cmd_recover(args: argparse.Namespace) -> int:
     if scores["parameters"]:
         emit(_table(pd.DataFrame(scores["parameters"])))
     emit(f"update relative RMSE {scores['update_relative_rmse']:.3f} (0 = exact, 1 = no better than no learning)")
+    if "drift_relative_rmse" in scores:
+        emit(f"drift field relative RMSE {scores['drift_relative_rmse']:.3f} (the update expected over the task's "
+             "trials and choices, which choices identify best)")
     gap = scores["heldout_animals"]["gap_nats_per_trial"]
     emit(f"held-out animals: gap to the oracle {gap:.4f} nats/trial (recovery.json)")
     return 0

@@ -28,7 +28,7 @@ from learnrules.behavior.features import animal_features
 from learnrules.behavior.trials import TrialData
 from learnrules.inference.twin import simulate_twin
 from learnrules.models.neural import NeuralRule, save_neural_rule
-from learnrules.models.neural_grid import rule_drift_grid
+from learnrules.models.neural_grid import STIMULUS_FEATURES, rule_drift_grid
 from learnrules.models.rule import LearningRule
 from learnrules.plots import (
     plot_drift_field,
@@ -47,7 +47,6 @@ logger = logging.getLogger(__name__)
 
 _RULE_GRID = 9  # weight values per axis of the rule map (keeps it quick for neural rules)
 _DRIFT_GRID = 17  # weight values per axis of the drift field
-_STIMULUS_FEATURES = {"bias", "stimulus", "stimulus_left", "stimulus_right"}
 
 
 def _jsonable(value: Any) -> Any:
@@ -108,7 +107,7 @@ def _rule_table(rule: LearningRule, params: Mapping[str, object], names: tuple[s
 
 def _task_trials(data: TrialData, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
     """Return the data's signed stimuli and correct sides (observed trials); None unless bias and stimuli."""
-    if not set(names) <= _STIMULUS_FEATURES or not {"stimulus", "stimulus_left", "stimulus_right"} & set(names):
+    if not set(names) <= STIMULUS_FEATURES or not set(names) - {"bias"}:
         return None
     stimuli, sides = [], []
     for animal in data:

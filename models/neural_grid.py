@@ -16,7 +16,7 @@ per-trial update error of 0.40-0.67 recover the drift field to 0.08-0.11 (relati
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,8 +25,12 @@ from torch import Tensor
 
 from learnrules.models.rule import LearningRule, Params
 
-__all__ = ["rule_update_grid", "rule_drift_grid", "expected_update", "trial_mix", "history_context",
-           "grid_features"]
+__all__ = ["STIMULUS_FEATURES", "rule_update_grid", "rule_drift_grid", "expected_drift", "expected_update", "trial_mix",
+           "history_context", "grid_features"]
+
+
+STIMULUS_FEATURES = frozenset({"bias", "stimulus", "stimulus_left", "stimulus_right"})
+"""Features :func:`grid_features` builds from a signed stimulus (any other takes a fixed value)."""
 
 
 def grid_features(stimulus: np.ndarray, feature_names: Sequence[str],
@@ -184,32 +188,27 @@ def trial_mix(stimuli: Sequence[float], feature_names: Sequence[str], *, sides: 
             torch.as_tensor(pairs[:, 1], dtype=dtype), torch.as_tensor(prob, dtype=dtype))
 
 
-def expected_update(rule: LearningRule, params: Params, w: Tensor, x: Tensor, side: Tensor, prob: Tensor, *,
-                    context: Tensor | None = None) -> Tensor:
+def expected_drift(update: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor], w: Tensor, x: Tensor, side: Tensor,
+                   prob: Tensor) -> Tensor:
     """Return the expected update at weights ``w`` over a mix of trials and the policy's choice.
 
-    ``sum_c prob_c sum_y P(y | w, x_c) drift(w, x_c, y, r = [y == side_c])``, the Bernoulli GLM choosing
+    ``sum_c prob_c sum_y P(y | w, x_c) update(w, x_c, y, r = [y == side_c])``, the Bernoulli GLM choosing
     right with probability ``sigmoid(w . x_c)``.
 
     Parameters
     ----------
-    rule : LearningRule
-    params : Mapping[str, Tensor]
+    update : callable
+        ``(w, x, y, r) -> dw`` on ``(*batch, K)``, ``(*batch, K)``, ``batch``, ``batch`` tensors.
     w : Tensor, shape (*batch, K)
         Weight states.
     x, side, prob : Tensor, shapes (C, K), (C,), (C,)
         The trial mix (:func:`trial_mix`).
-    context : Tensor, shape (*batch, C_ctx) or (C_ctx,), optional
-        Context of a history-dependent rule (default: its initial context).
 
     Returns
     -------
     Tensor, shape (*batch, K)
     """
     batch = w.shape[:-1]
-    if context is None:
-        context = rule.init_context(params, (), w.shape[-1])
-    context = context.to(w.dtype).expand(*batch, context.shape[-1])
     total = torch.zeros_like(w)
     with torch.no_grad():
         for x_c, side_c, prob_c in zip(x, side, prob, strict=True):
@@ -218,8 +217,21 @@ def expected_update(rule: LearningRule, params: Params, w: Tensor, x: Tensor, si
             for choice, p_choice in ((1.0, p_right), (0.0, 1.0 - p_right)):
                 y = torch.full(batch, choice, dtype=w.dtype)
                 r = (y == side_c).to(w.dtype)
-                total += prob_c * p_choice.unsqueeze(-1) * rule.drift(params, w, x_b, y, r, context)
+                total += prob_c * p_choice.unsqueeze(-1) * update(w, x_b, y, r)
     return total
+
+
+def expected_update(rule: LearningRule, params: Params, w: Tensor, x: Tensor, side: Tensor, prob: Tensor, *,
+                    context: Tensor | None = None) -> Tensor:
+    """Return a rule's expected update at weights ``w`` (:func:`expected_drift` of its ``drift``).
+
+    ``context`` (shape ``(*batch, C_ctx)`` or ``(C_ctx,)``) is held fixed for a history-dependent rule (default
+    its initial context), as in :func:`rule_update_grid`.
+    """
+    if context is None:
+        context = rule.init_context(params, (), w.shape[-1])
+    context = context.to(w.dtype).expand(*w.shape[:-1], context.shape[-1])
+    return expected_drift(lambda w_, x_, y_, r_: rule.drift(params, w_, x_, y_, r_, context), w, x, side, prob)
 
 
 def rule_drift_grid(rule: LearningRule, params: Params, *, weights_grid: Mapping[str, Sequence[float]],

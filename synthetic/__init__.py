@@ -6,7 +6,9 @@ from learnrules.synthetic.examples import make_example_cohort, write_example
 from learnrules.synthetic.recovery import (
     UpdateError,
     UpdateStates,
+    drift_rmse,
     loglik_gap,
+    task_stimuli,
     trajectory_correlation,
     update_grid,
     update_rmse,
@@ -16,6 +18,7 @@ from learnrules.synthetic.task import IBLTask, TaskTrials
 
 __all__ = [
     "AgentTrajectories", "IBLTask", "SimulatedCohort", "TaskTrials", "UpdateError", "UpdateStates",
-    "coerce_params", "loglik_gap", "make_example_cohort", "simulate_agents", "simulate_cohort", "task_features",
-    "trajectory_correlation", "update_grid", "update_rmse", "visited_states", "write_example",
+    "coerce_params", "drift_rmse", "loglik_gap", "make_example_cohort", "simulate_agents", "simulate_cohort",
+    "task_features", "task_stimuli", "trajectory_correlation", "update_grid", "update_rmse", "visited_states",
+    "write_example",
 ]

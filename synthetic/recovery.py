@@ -4,6 +4,8 @@
 - :func:`update_rmse`: RMSE of an inferred update function against the true rule, on a grid of
   (weights, stimulus, choice, reward) (:func:`update_grid`) or on the states a cohort visited
   (:func:`visited_states`), absolute and relative to the RMS of the true update.
+- :func:`drift_rmse`: the same for the drift field, the update expected over the task's trials and the
+  policy's choice at the visited weights: the part of a rule that choices identify best.
 - :func:`loglik_gap`: per-trial held-out log-likelihood of the oracle minus that of a model, nats/trial.
 """
 
@@ -18,13 +20,14 @@ import torch
 from torch import Tensor
 
 from learnrules.behavior.features import ibl_transform
+from learnrules.models.neural_grid import expected_drift, expected_update, trial_mix
 from learnrules.models.rule import LearningRule
 from learnrules.synthetic.agent import coerce_params
 from learnrules.synthetic.cohort import SimulatedCohort
 from learnrules.synthetic.task import IBLTask
 
 __all__ = ["UpdateStates", "UpdateError", "trajectory_correlation", "update_grid", "visited_states",
-           "update_rmse", "loglik_gap"]
+           "update_rmse", "task_stimuli", "drift_rmse", "loglik_gap"]
 
 UpdateFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 
@@ -191,13 +194,62 @@ def update_rmse(true_rule: LearningRule, true_params: Mapping[str, object], infe
     with torch.no_grad():
         true = true_rule.drift(params, states.weights, states.features, states.choice, states.reward, context)
         inferred = torch.as_tensor(inferred_update(states.weights, states.features, states.choice, states.reward))
+    return _error(true, inferred)
+
+
+def _error(true: Tensor, inferred: Tensor) -> UpdateError:
     if inferred.shape != true.shape:
         raise ValueError(f"inferred update has shape {tuple(inferred.shape)}, expected {tuple(true.shape)}")
     err = (inferred.to(true.dtype) - true).numpy()
     rmse = float(np.sqrt((err ** 2).mean()))
     scale = float(np.sqrt((true.numpy() ** 2).mean()))
     return UpdateError(rmse=rmse, relative_rmse=rmse / scale if scale > 0 else float("inf"),
-                       rmse_per_feature=np.sqrt((err ** 2).mean(0)), n_states=n)
+                       rmse_per_feature=np.sqrt((err ** 2).mean(0)), n_states=int(true.shape[0]))
+
+
+def task_stimuli(cohort: SimulatedCohort) -> tuple[np.ndarray, np.ndarray]:
+    """Return every trial's signed stimulus (IBL transform, the ``stimulus`` feature) and correct side (1 = right)."""
+    right, left = (ibl_transform(cohort.table[c].to_numpy(float)) for c in ("contrastRight", "contrastLeft"))
+    return right - left, cohort.table["answer"].to_numpy(float)
+
+
+def drift_rmse(true_rule: LearningRule, true_params: Mapping[str, object], inferred_update: UpdateFn,
+               states: UpdateStates, *, stimuli: Sequence[float], sides: Sequence[float] | None = None,
+               feature_names: Sequence[str] = ("bias", "stimulus")) -> UpdateError:
+    """Return the RMSE of an inferred drift field against the true rule's, at the weights of ``states``.
+
+    The drift field is the update expected over the task's trials and the policy's choice
+    (:func:`~learnrules.models.neural_grid.expected_drift`): what choices identify best. A rule can move its
+    update between kinds of trial at little cost in likelihood (REINFORCE with any reward baseline has
+    REINFORCE's drift field), so a fit can recover the drift field well and the per-trial update
+    (:func:`update_rmse`) poorly.
+
+    Parameters
+    ----------
+    true_rule, true_params, inferred_update
+        As :func:`update_rmse`; the true rule must be Markov (a history-dependent rule's drift field depends
+        on its context).
+    states : UpdateStates
+        Only their weights are used (e.g. :func:`visited_states`).
+    stimuli, sides : sequence of float
+        The task's trials: signed stimuli in feature units and correct sides (:func:`task_stimuli`;
+        :func:`~learnrules.models.neural_grid.trial_mix`).
+    feature_names : sequence of str
+        The K features (``bias``, ``stimulus``, ``stimulus_left``, ``stimulus_right``).
+    """
+    if not true_rule.markov:
+        raise ValueError(f"the drift field of {true_rule.name} depends on its history: use update_rmse")
+    k = states.weights.shape[1]
+    if len(feature_names) != k:
+        raise ValueError(f"{len(feature_names)} feature names for {k} weights")
+    params = coerce_params(true_rule, true_params, k)
+    mix = trial_mix(stimuli, feature_names, sides=sides)
+    true = expected_update(true_rule, params, states.weights, *mix)
+
+    def inferred(w: Tensor, x: Tensor, y: Tensor, r: Tensor) -> Tensor:
+        return torch.as_tensor(inferred_update(w, x, y, r)).to(w.dtype)
+
+    return _error(true, expected_drift(inferred, states.weights, *mix))
 
 
 def loglik_gap(oracle_loglik: np.ndarray, model_loglik: np.ndarray) -> float:

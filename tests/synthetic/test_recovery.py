@@ -6,8 +6,10 @@ import torch
 
 from learnrules.other_rules import EligibilityTrace, Reinforce, ReinforceBaseline
 from learnrules.synthetic import (
+    drift_rmse,
     loglik_gap,
     simulate_cohort,
+    task_stimuli,
     trajectory_correlation,
     update_grid,
     update_rmse,
@@ -74,6 +76,34 @@ def test_update_rmse_on_visited_states_of_a_non_markov_rule():
     markov = update_rmse(rule, cohort.params, lambda w, x, y, r: rule.drift(
         params, w, x, y, r, (2 * y - 1).unsqueeze(-1) * x), states)
     assert markov.relative_rmse > 0.2
+
+
+def test_drift_rmse_sees_through_a_reward_baseline_that_update_rmse_counts():
+    # REINFORCE with a reward baseline moves its update between rewarded and unrewarded trials; averaged over
+    # the choice the baseline term vanishes, so its drift field is REINFORCE's exactly.
+    cohort = simulate_cohort(Reinforce(), n_animals=3, n_trials=500, params={"alpha": [0.1, 0.1]}, seed=4)
+    states = visited_states(cohort, max_states=800, seed=0)
+    stimuli, sides = task_stimuli(cohort)
+    np.testing.assert_allclose(stimuli, cohort.features[..., 1].ravel())  # the stimulus feature itself
+    assert ((sides == 1) == (stimuli > 0))[stimuli != 0].all()
+    alpha = torch.tensor([0.1, 0.1])
+
+    def baseline(w, x, y, r):
+        return ReinforceBaseline().drift({"alpha": alpha, "beta": torch.tensor(0.5)}, w, x, y, r,
+                                         torch.zeros(len(w), 0))
+
+    kw = dict(stimuli=stimuli, sides=sides, feature_names=cohort.feature_names)
+    assert update_rmse(Reinforce(), cohort.params, baseline, states).relative_rmse > 0.5
+    field = drift_rmse(Reinforce(), cohort.params, baseline, states, **kw)
+    assert field.relative_rmse < 1e-12 and field.n_states == 800
+    # and it is a relative error like update_rmse's: half the update, half the field
+    half = drift_rmse(Reinforce(), cohort.params, lambda w, x, y, r: 0.5 * Reinforce().drift(
+        {"alpha": alpha}, w, x, y, r, torch.zeros(len(w), 0)), states, **kw)
+    assert half.relative_rmse == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="history"):
+        drift_rmse(EligibilityTrace(), {}, baseline, states, **kw)
+    with pytest.raises(ValueError, match="feature names"):
+        drift_rmse(Reinforce(), cohort.params, baseline, states, stimuli=stimuli, feature_names=["bias"])
 
 
 def test_loglik_gap():
