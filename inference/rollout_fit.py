@@ -11,8 +11,8 @@ optimized on the unconstrained scale through ``biject_to(constraint)``.
 
 Two optimizers: Adam on mini-batches of animals with truncated gradients (Liu et al.'s schedule), or
 full-batch L-BFGS on the exact gradient, which a line search needs. On their 100 x 2,000 simulation (known
-initial weights) L-BFGS brought an MLP rule to 7.9 nats below the true rule's log-likelihood in 900 s, Adam
-to 18 nats below in 2,400 s (bench/results/neural_identify.md, neural_recovery_known_init.md).
+initial weights) L-BFGS brought MLP rules to 2-20 nats below the true rule's log-likelihood, or above it, in
+900 s; Adam to 18 nats below in 2,400 s (bench/results/neural_identify*.md, neural_recovery_known_init.md).
 """
 
 from __future__ import annotations
