@@ -11,6 +11,8 @@ frozen, on the animal's first ``fit_trials`` trials, which are then left out of 
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +22,11 @@ from torch.distributions import biject_to
 
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule, Params
+
+logger = logging.getLogger(__name__)
+
+_IMPOSSIBLE_CHOICE = 1e-8
+"""A held-out choice the rolled-out rule gives less probability than this signals diverged weights."""
 
 __all__ = [
     "rollout_trajectory",
@@ -197,7 +204,7 @@ def _fit_init_only(cohort: CohortTensors, rule: LearningRule, params: Params, w0
 
 def predict_heldout(cohort: CohortTensors, rule: LearningRule, params: Params | None = None, *,
                     init_weights: Tensor | None = None, fit_trials: int = 0, steps: int = 100,
-                    lr: float = 0.05) -> HeldoutPrediction:
+                    lr: float = 0.05, warn_diverged: bool = True) -> HeldoutPrediction:
     """Predict held-out animals with a fixed (fitted) rule.
 
     Parameters
@@ -212,6 +219,10 @@ def predict_heldout(cohort: CohortTensors, rule: LearningRule, params: Params | 
     fit_trials : int
         When > 0, refine the initial weights by maximizing the rollout likelihood of each animal's first
         ``fit_trials`` trials (rule frozen, ``steps`` Adam steps at ``lr``), and score only later trials.
+    warn_diverged : bool
+        Log a warning when some scored choice has probability < 1e-8: the rolled-out weights diverged (e.g.
+        an unbounded update extrapolating to weights no training animal reached), and those trials dominate
+        the score.
     """
     params = dict(params or {})
     if init_weights is None:
@@ -223,6 +234,11 @@ def predict_heldout(cohort: CohortTensors, rule: LearningRule, params: Params | 
         scored = scored & (torch.arange(cohort.features.shape[1]) >= fit_trials)
     ll = rollout_loglik(cohort, rule, params, w0)
     ll = torch.where(scored, ll, torch.zeros_like(ll))
+    impossible = (ll < math.log(_IMPOSSIBLE_CHOICE)) & scored
+    if warn_diverged and impossible.any():
+        logger.warning("%d held-out choices of %d animals have probability < %g under the rolled-out rule: its "
+                       "weights diverge there, and these trials dominate the score", int(impossible.sum()),
+                       int(impossible.any(1).sum()), _IMPOSSIBLE_CHOICE)
     n = scored.sum().clamp(min=1)
     # A choice is predicted correctly when its probability exceeds 1/2, i.e. log-likelihood > log(1/2).
     correct = (ll > -torch.log(torch.tensor(2.0, dtype=ll.dtype))) & scored

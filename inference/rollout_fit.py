@@ -354,8 +354,9 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
         losses.append(sum(s for s, _ in sums) / max(sum(n for _, n in sums), 1))
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if validation is not None and (epoch + 1) % config.eval_every == 0:
-            val.append(predict_heldout(validation, trainer.rule, trainer.params(),
-                                       init_weights=trainer.initial().detach().mean(0)).loglik_per_trial)
+            val.append(predict_heldout(validation, trainer.rule, trainer.params(),  # no warning per evaluation
+                                       init_weights=trainer.initial().detach().mean(0),
+                                       warn_diverged=False).loglik_per_trial)
             if val[-1] > best[0]:
                 best = (val[-1], trainer.snapshot(), 0)
             else:

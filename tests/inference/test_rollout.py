@@ -201,3 +201,24 @@ def test_predict_heldout_protocols(reinforce_sim):
     assert (fitted.init_weights - w0).abs().mean() < (w0.mean(0) - w0).abs().mean()
     mean_only = predict_heldout(cohort, Reinforce(), params, init_weights=w0.mean(0))
     assert exact.loglik_per_trial > mean_only.loglik_per_trial
+
+
+class _Runaway(LearningRule):
+    """Weights grow 5% per trial: a rollout that leaves every state a training animal visited."""
+
+    def drift(self, params, w, x, y, r, context):
+        return 0.05 * w
+
+
+def test_predict_heldout_warns_when_rolled_out_weights_diverge(reinforce_sim, caplog):
+    cohort = to_cohort(reinforce_sim)
+    w0 = torch.as_tensor(reinforce_sim.weights[:, 0])
+    params = {k: torch.as_tensor(v) for k, v in reinforce_sim.params.items()}
+    predict_heldout(cohort, Reinforce(), params, init_weights=w0)
+    assert "diverge" not in caplog.text  # the true rule: no warning
+    runaway = predict_heldout(cohort, _Runaway(), {}, init_weights=w0)
+    assert "held-out choices of 12 animals have probability < 1e-08" in caplog.text
+    assert runaway.loglik_per_trial < -1.0
+    caplog.clear()
+    predict_heldout(cohort, _Runaway(), {}, init_weights=w0, warn_diverged=False)  # fit_rollout's validation
+    assert "diverge" not in caplog.text
