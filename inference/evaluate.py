@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from learnrules.inference.filters import FilterInputs, run_gaussian_filter, run_particle_filter
+from learnrules.inference.rollout import warn_impossible_choices
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule
 
@@ -157,6 +158,7 @@ def score_from_probabilities(cohort: CohortTensors, p_right: Tensor | np.ndarray
         ll = torch.as_tensor(loglik).detach().to(torch.float64).numpy()
     if replicates is not None:
         ll = replicates.mean(0)
+    warn_impossible_choices(ll, scored, model=f"the {method} predictive")
     return PredictiveScore(loglik=np.where(scored, ll, np.nan),
                            p_right=np.where(cohort.valid.numpy(), p, np.nan),
                            choice=np.where(scored, y, np.nan), scored=scored, subjects=tuple(cohort.subjects),

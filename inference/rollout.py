@@ -15,6 +15,7 @@ import logging
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -202,6 +203,19 @@ def _fit_init_only(cohort: CohortTensors, rule: LearningRule, params: Params, w0
     return w0.detach()
 
 
+def warn_impossible_choices(loglik: np.ndarray, scored: np.ndarray, *, model: str) -> None:
+    """Log a warning when a scored choice has probability < 1e-8 under ``model``: its weights diverged there.
+
+    E.g. an unbounded (relu) update extrapolating to weights no training animal reached; such trials dominate
+    a log-likelihood score.
+    """
+    impossible = (loglik < math.log(_IMPOSSIBLE_CHOICE)) & scored
+    if impossible.any():
+        logger.warning("%d scored choices of %d animals have probability < %g under %s: its weights diverge "
+                       "there, and these trials dominate the score", int(impossible.sum()),
+                       int(impossible.any(1).sum()), _IMPOSSIBLE_CHOICE, model)
+
+
 def predict_heldout(cohort: CohortTensors, rule: LearningRule, params: Params | None = None, *,
                     init_weights: Tensor | None = None, fit_trials: int = 0, steps: int = 100,
                     lr: float = 0.05, warn_diverged: bool = True) -> HeldoutPrediction:
@@ -234,11 +248,8 @@ def predict_heldout(cohort: CohortTensors, rule: LearningRule, params: Params | 
         scored = scored & (torch.arange(cohort.features.shape[1]) >= fit_trials)
     ll = rollout_loglik(cohort, rule, params, w0)
     ll = torch.where(scored, ll, torch.zeros_like(ll))
-    impossible = (ll < math.log(_IMPOSSIBLE_CHOICE)) & scored
-    if warn_diverged and impossible.any():
-        logger.warning("%d held-out choices of %d animals have probability < %g under the rolled-out rule: its "
-                       "weights diverge there, and these trials dominate the score", int(impossible.sum()),
-                       int(impossible.any(1).sum()), _IMPOSSIBLE_CHOICE)
+    if warn_diverged:
+        warn_impossible_choices(ll.numpy(), scored.numpy(), model="the rolled-out rule")
     n = scored.sum().clamp(min=1)
     # A choice is predicted correctly when its probability exceeds 1/2, i.e. log-likelihood > log(1/2).
     correct = (ll > -torch.log(torch.tensor(2.0, dtype=ll.dtype))) & scored

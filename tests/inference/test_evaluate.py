@@ -206,3 +206,21 @@ def test_twin_of_a_static_rule_has_the_glm_probabilities():
     by_subject = simulate_twin(data, make_rule("zero"), {}, init_weights=dict(zip(data.subjects, w0, strict=True)),
                                seed=0)
     np.testing.assert_array_equal(by_subject["choice"], twin["choice"])
+
+
+class _Runaway(make_rule("reinforce").__class__):
+    """REINFORCE plus 5% weight growth per trial: its rollout leaves every state the animals visited."""
+
+    def drift(self, params, w, x, y, r, context):
+        return super().drift(params, w, x, y, r, context) + 0.05 * w
+
+
+def test_scores_warn_when_the_predictive_gives_a_choice_probability_below_1e_8(caplog):
+    sim, data, cohort = _cohort("reinforce")
+    w0 = torch.as_tensor(sim.weights[:, 0])
+    gaussian_filter_loglik(cohort, make_rule("reinforce"), sim.params, sigma=0.0, init_mean=w0, init_sd=0.0)
+    rollout_loglik(cohort, make_rule("reinforce"), sim.params, init_weights=w0)
+    assert "diverge" not in caplog.text  # the true rule: no warning
+    runaway = rollout_loglik(cohort, _Runaway(), sim.params, init_weights=w0)
+    assert "choices of 3 animals have probability < 1e-08 under the rollout predictive" in caplog.text
+    assert runaway.nats_per_trial < -1.0

@@ -217,7 +217,7 @@ def test_predict_heldout_warns_when_rolled_out_weights_diverge(reinforce_sim, ca
     predict_heldout(cohort, Reinforce(), params, init_weights=w0)
     assert "diverge" not in caplog.text  # the true rule: no warning
     runaway = predict_heldout(cohort, _Runaway(), {}, init_weights=w0)
-    assert "held-out choices of 12 animals have probability < 1e-08" in caplog.text
+    assert "scored choices of 12 animals have probability < 1e-08 under the rolled-out rule" in caplog.text
     assert runaway.loglik_per_trial < -1.0
     caplog.clear()
     predict_heldout(cohort, _Runaway(), {}, init_weights=w0, warn_diverged=False)  # fit_rollout's validation
