@@ -32,7 +32,7 @@ from torch import Tensor
 from learnrules.inference.filters import FilterInputs, run_gaussian_filter, run_particle_filter
 from learnrules.inference.rollout import warn_impossible_choices
 from learnrules.models.inputs import CohortTensors
-from learnrules.models.rule import LearningRule
+from learnrules.models.rule import LearningRule, as_params
 
 __all__ = ["PredictiveScore", "gaussian_filter_loglik", "particle_filter_loglik", "rollout_loglik",
            "score_from_probabilities"]
@@ -175,16 +175,12 @@ def _per_animal_vector(value: ArrayLike, n_animals: int, k: int, dtype: torch.dt
             from None
 
 
-def _as_params(params: Mapping[str, object], dtype: torch.dtype) -> dict[str, Tensor]:
-    return {name: torch.as_tensor(np.asarray(value, dtype=float), dtype=dtype) for name, value in params.items()}
-
-
 def _filter_inputs(cohort: CohortTensors, rule: LearningRule, params: Mapping[str, object], sigma: ArrayLike,
                    init_mean: ArrayLike, init_sd: ArrayLike, sigma_session: ArrayLike | None) -> FilterInputs:
     dtype = cohort.features.dtype
     a, k = cohort.n_animals, cohort.n_features
     session = None if sigma_session is None else _per_animal_vector(sigma_session, 1, k, dtype, "sigma_session")[0]
-    return FilterInputs(cohort=cohort, rule=rule, params=_as_params(params, dtype),
+    return FilterInputs(cohort=cohort, rule=rule, params=as_params(params, dtype),
                         sigma=_per_animal_vector(sigma, 1, k, dtype, "sigma")[0], sigma_session=session,
                         init_mean=_per_animal_vector(init_mean, a, k, dtype, "init_mean"),
                         init_sd=_per_animal_vector(init_sd, a, k, dtype, "init_sd"))
@@ -277,7 +273,7 @@ def rollout_loglik(cohort: CohortTensors, rule: LearningRule, params: Mapping[st
     """
     dtype = cohort.features.dtype
     a, k = cohort.n_animals, cohort.n_features
-    prm = _as_params(params, dtype)
+    prm = as_params(params, dtype)
     w = _per_animal_vector(init_weights, a, k, dtype, "init_weights")
     gate = (cohort.observed & cohort.valid).to(dtype)
     x, y, r = cohort.features, cohort.choice, cohort.reward

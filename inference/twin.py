@@ -16,7 +16,7 @@ import torch
 
 from learnrules.behavior.trials import TrialData
 from learnrules.models.inputs import CohortTensors
-from learnrules.models.rule import LearningRule
+from learnrules.models.rule import LearningRule, as_params
 from learnrules.synthetic.agent import simulate_agents
 
 __all__ = ["simulate_twin", "accuracy_by_session", "psychometric", "signed_contrast"]
@@ -83,7 +83,7 @@ def simulate_twin(data: TrialData, rule: LearningRule, params: Mapping[str, obje
     cohort = CohortTensors.from_trials(data, features)
     dtype = cohort.features.dtype
     k = cohort.n_features
-    prm = {n: torch.as_tensor(np.asarray(v, dtype=float), dtype=dtype) for n, v in params.items()}
+    prm = as_params(params, dtype)
     answer = np.zeros(cohort.choice.shape)
     for i, animal in enumerate(data):
         answer[i, :animal.n_trials] = np.nan_to_num(animal.answer, nan=-1.0)

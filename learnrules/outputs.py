@@ -22,14 +22,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from learnrules.behavior.features import animal_features
 from learnrules.behavior.trials import TrialData
 from learnrules.inference.twin import simulate_twin
 from learnrules.models.neural import NeuralRule, save_neural_rule
 from learnrules.models.neural_grid import STIMULUS_FEATURES, rule_drift_grid
-from learnrules.models.rule import LearningRule
+from learnrules.models.rule import LearningRule, as_params
 from learnrules.plots import (
     plot_drift_field,
     plot_elbo,
@@ -119,10 +118,9 @@ def _task_trials(data: TrialData, names: tuple[str, ...]) -> tuple[np.ndarray, n
 
 def _drift_table(rule: LearningRule, params: Mapping[str, object], names: tuple[str, ...],
                  trials: tuple[np.ndarray, np.ndarray]) -> pd.DataFrame:
-    dtype = torch.get_default_dtype()
-    prm = {n: torch.as_tensor(np.asarray(v, dtype=float), dtype=dtype) for n, v in params.items()}
-    return rule_drift_grid(rule, prm, weights_grid={n: np.linspace(-3.0, 3.0, _DRIFT_GRID) for n in names},
-                           stimuli=trials[0], sides=trials[1], feature_names=names)
+    grid = {n: np.linspace(-3.0, 3.0, _DRIFT_GRID) for n in names}
+    return rule_drift_grid(rule, as_params(params), weights_grid=grid, stimuli=trials[0], sides=trials[1],
+                           feature_names=names)
 
 
 def write_figures(model: FittedModel, data: TrialData, folder: Path, *, seed: int | None = 0,

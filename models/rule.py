@@ -26,15 +26,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import pyro.distributions as dist
 import torch
 from torch import Tensor
 from torch.distributions import biject_to, constraints
 from torch.distributions.constraints import Constraint
 
-__all__ = ["Parameter", "LearningRule", "Params"]
+__all__ = ["Parameter", "LearningRule", "Params", "as_params"]
 
 Params = Mapping[str, Tensor]
+
+
+def as_params(params: Mapping[str, object], dtype: torch.dtype | None = None) -> dict[str, Tensor]:
+    """Return parameter values (floats, arrays, tensors) as float tensors (default: torch's default dtype)."""
+    dtype = dtype or torch.get_default_dtype()
+    return {name: torch.as_tensor(np.asarray(value, dtype=float), dtype=dtype) for name, value in params.items()}
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from learnrules.models.neural_grid import rule_update_grid
-from learnrules.models.rule import LearningRule
+from learnrules.models.rule import LearningRule, as_params
 from learnrules.plots._common import finish, new_figure
 
 __all__ = ["rule_update_table", "plot_rule_map", "plot_drift_field", "SIGNED_CONTRASTS"]
@@ -55,9 +54,8 @@ def rule_update_table(rule: LearningRule, params: Mapping[str, object], feature_
     """
     names = list(feature_names)
     grid = weights_grid if weights_grid is not None else {n: np.linspace(-3.0, 3.0, 13) for n in names}
-    dtype = torch.get_default_dtype()
-    prm = {n: torch.as_tensor(np.asarray(v, dtype=float), dtype=dtype) for n, v in params.items()}
-    return rule_update_grid(rule, prm, weights_grid=grid, stimulus_grid=stimulus_grid, feature_names=names)
+    return rule_update_grid(rule, as_params(params), weights_grid=grid, stimulus_grid=stimulus_grid,
+                            feature_names=names)
 
 
 def _slice(table: pd.DataFrame, feature: str, shown: Sequence[str] | None = None) -> pd.DataFrame:
