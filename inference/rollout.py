@@ -27,7 +27,7 @@ from learnrules.models.rule import LearningRule, Params
 logger = logging.getLogger(__name__)
 
 _IMPOSSIBLE_CHOICE = 1e-8
-"""A held-out choice the rolled-out rule gives less probability than this signals diverged weights."""
+"""A scored choice a model gives less probability than this signals diverged weights."""
 
 __all__ = [
     "rollout_trajectory",

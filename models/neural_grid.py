@@ -93,6 +93,21 @@ def _grid_context(rule: LearningRule, params: Params, names: Sequence[str], cont
     return rule.init_context(params, (), len(names))
 
 
+def _weight_axes(weights_grid: Mapping[str, Sequence[float]], names: Sequence[str]) -> list[np.ndarray]:
+    """Return the grid values of each weight, 0 for a weight not named; refuse names that are not features."""
+    unknown = sorted(set(weights_grid) - set(names))
+    if unknown:
+        raise ValueError(f"weights_grid names {unknown} are not among feature_names {list(names)}")
+    return [np.asarray(weights_grid.get(name, [0.0]), dtype=float) for name in names]
+
+
+def _tidy(base: pd.DataFrame, names: Sequence[str], dw: np.ndarray, reward_rate: float | None) -> pd.DataFrame:
+    """Stack one copy of the grid rows ``base`` per updated weight, with its update ``dw[:, i]``."""
+    if reward_rate is not None:
+        base["reward_rate"] = float(reward_rate)
+    return pd.concat([base.assign(feature=name, dw=dw[:, i]) for i, name in enumerate(names)], ignore_index=True)
+
+
 def rule_update_grid(rule: LearningRule, params: Params, *, weights_grid: Mapping[str, Sequence[float]],
                      stimulus_grid: Sequence[float], feature_names: Sequence[str],
                      choices: Sequence[int] = (0, 1), rewards: Sequence[int] = (0, 1),
@@ -130,11 +145,8 @@ def rule_update_grid(rule: LearningRule, params: Params, *, weights_grid: Mappin
         updated) and ``dw`` (its update); plus ``reward_rate`` when given.
     """
     names = list(feature_names)
-    unknown = sorted(set(weights_grid) - set(names))
-    if unknown:
-        raise ValueError(f"weights_grid names {unknown} are not among feature_names {names}")
     k = len(names)
-    axes = [np.asarray(weights_grid.get(name, [0.0]), dtype=float) for name in names]
+    axes = _weight_axes(weights_grid, names)
     stim = np.asarray(stimulus_grid, dtype=float)
     rows = np.array(list(itertools.product(*axes, stim, choices, rewards)), dtype=float)
     w, s, y, r = rows[:, :k], rows[:, k], rows[:, k + 1], rows[:, k + 2]
@@ -147,10 +159,7 @@ def rule_update_grid(rule: LearningRule, params: Params, *, weights_grid: Mappin
         dw = rule.drift(params, as_t(w), as_t(x), as_t(y), as_t(r), ctx).cpu().numpy()
     base = pd.DataFrame({f"w_{name}": w[:, i] for i, name in enumerate(names)})
     base["stimulus"], base["choice"], base["reward"] = s, y.astype(int), r.astype(int)
-    if reward_rate is not None:
-        base["reward_rate"] = float(reward_rate)
-    frames = [base.assign(feature=name, dw=dw[:, i]) for i, name in enumerate(names)]
-    return pd.concat(frames, ignore_index=True)
+    return _tidy(base, names, dw, reward_rate)
 
 
 def trial_mix(stimuli: Sequence[float], feature_names: Sequence[str], *, sides: Sequence[float] | None = None,
@@ -262,17 +271,9 @@ def rule_drift_grid(rule: LearningRule, params: Params, *, weights_grid: Mapping
         update); plus ``reward_rate`` when given.
     """
     names = list(feature_names)
-    unknown = sorted(set(weights_grid) - set(names))
-    if unknown:
-        raise ValueError(f"weights_grid names {unknown} are not among feature_names {names}")
-    axes = [np.asarray(weights_grid.get(name, [0.0]), dtype=float) for name in names]
-    w = np.array(list(itertools.product(*axes)), dtype=float)
+    w = np.array(list(itertools.product(*_weight_axes(weights_grid, names))), dtype=float)
     context = _grid_context(rule, params, names, context, reward_rate)
     drift = expected_update(rule, params, torch.as_tensor(w, dtype=torch.get_default_dtype()),
                             *trial_mix(stimuli, names, sides=sides, fixed_features=fixed_features),
                             context=context).numpy()
-    base = pd.DataFrame({f"w_{name}": w[:, i] for i, name in enumerate(names)})
-    if reward_rate is not None:
-        base["reward_rate"] = float(reward_rate)
-    return pd.concat([base.assign(feature=name, dw=drift[:, i]) for i, name in enumerate(names)],
-                     ignore_index=True)
+    return _tidy(pd.DataFrame({f"w_{name}": w[:, i] for i, name in enumerate(names)}), names, drift, reward_rate)
