@@ -16,7 +16,7 @@ Every row also gives the held-out animals' log-likelihood per trial (true initia
 rule's: a fit above the oracle on its training animals but below it on new ones has fitted noise.
 
 Usage: python bench/neural_identify.py [--budget 900] [--hidden 32,32 8,8] [--seeds 0 1 2] [--activation tanh]
-[--name NAME]
+[--weight-decay 1e-5] [--name NAME]
 Writes results/<name>.md and .csv.
 """
 
@@ -111,14 +111,16 @@ def part_price(setting: Setting) -> list[dict]:
     return rows
 
 
-def part_mlp(setting: Setting, budget: float, hidden: tuple[int, ...], seed: int, activation: str) -> list[dict]:
+def part_mlp(setting: Setting, budget: float, hidden: tuple[int, ...], seed: int, activation: str,
+             weight_decay: float) -> list[dict]:
     """MLP rule by full-batch L-BFGS (strong Wolfe) on the exact rollout likelihood, under a time budget."""
     config = RolloutConfig(epochs=100_000, optimizer="lbfgs", lbfgs_iter=20, init_weights="fixed", tol=0.0,
-                           time_budget_s=budget, log_every=1)
+                           time_budget_s=budget, log_every=1, weight_decay=weight_decay)
     mlp = MLPRule(setting.train.n_features, hidden=hidden, activation=activation, seed=seed)
     res = fit_rollout(setting.train, mlp, config=config, init_weights=setting.w0, progress=False)
     n_params = sum(p.numel() for p in rule_network(res.rule).parameters())
-    label = f"MLP {hidden} {activation} seed {seed}, full-batch L-BFGS"
+    label = (f"MLP {hidden} {activation} seed {seed}, full-batch L-BFGS"
+             + (f", weight decay {weight_decay:g}" if weight_decay else ""))
     return [setting.row(label, res.rule, {}, float(res.train_loglik.sum()),
                         fitted=f"{n_params} network parameters, {res.n_steps} L-BFGS steps (20 iterations each); "
                                f"{res.stop_reason}",
@@ -131,6 +133,7 @@ def main() -> None:
     parser.add_argument("--hidden", nargs="+", default=["32,32"], help="MLP hidden sizes, one fit each")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="network initializations, one fit each")
     parser.add_argument("--activation", default="relu", choices=("relu", "tanh", "silu"), help="of the MLPs")
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty on the MLPs, per trial")
     parser.add_argument("--name", default="neural_identify", help="results/<name>.md and .csv")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -140,7 +143,8 @@ def main() -> None:
     rows = part_price(setting)
     for hidden in args.hidden:
         for seed in args.seeds:
-            rows += part_mlp(setting, args.budget, tuple(int(h) for h in hidden.split(",")), seed, args.activation)
+            rows += part_mlp(setting, args.budget, tuple(int(h) for h in hidden.split(",")), seed, args.activation,
+                             args.weight_decay)
     table = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
     table.to_csv(RESULTS / f"{args.name}.csv", index=False)

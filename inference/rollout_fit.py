@@ -85,6 +85,10 @@ class RolloutConfig:
         Trials used by ``init_from="data"``.
     clip_norm : float or None
         Gradient-norm clipping of each step (None = off).
+    weight_decay : float
+        L2 penalty ``weight_decay / 2 * ||theta||^2`` on a neural rule's network parameters, added to the
+        loss per observed trial (a Gaussian prior on the network, MAP fit); it prefers smooth, small-weight
+        updates among those the data cannot tell apart. 0 = none; no effect on parametric rules.
     tol : float
         Converged when the relative change of the epoch loss falls below ``tol``.
     patience : int or None
@@ -111,6 +115,7 @@ class RolloutConfig:
     init_from: Literal["data", "zeros"] = "data"
     n_init_trials: int = 100
     clip_norm: float | None = 10.0
+    weight_decay: float = 0.0
     tol: float = 1e-5
     patience: int | None = None
     eval_every: int = 1
@@ -200,7 +205,17 @@ class _Trainer:
         w0 = self.w0.expand(self.cohort.n_animals, self.cohort.n_features)
         return w0 if index is None else w0[index]
 
+    def penalty(self) -> Tensor:
+        """Return the weight-decay term of the per-trial loss (0 without a network or weight decay)."""
+        if self.network is None or self.config.weight_decay == 0:
+            return torch.zeros((), dtype=self.cohort.features.dtype)
+        squares = sum(p.square().sum() for p in self.network.parameters())
+        return 0.5 * self.config.weight_decay * squares
+
     def _step(self, epoch: int) -> None:
+        penalty = self.penalty()
+        if penalty.requires_grad:  # once per step: the penalty is per trial, like the scaled NLL
+            penalty.backward()
         trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
         if self.config.clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(trainable, self.config.clip_norm)
@@ -255,8 +270,9 @@ class _Trainer:
             calls.append(float(nll.detach()))
             if not math.isfinite(calls[-1]):
                 raise FloatingPointError(f"non-finite loss at epoch {epoch}: the rolled-out weights diverged")
-            (nll / max(n_total, 1)).backward()
-            return nll / max(n_total, 1)
+            loss = nll / max(n_total, 1) + self.penalty()
+            loss.backward()
+            return loss
 
         before = self.snapshot()
         try:

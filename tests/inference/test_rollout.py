@@ -105,6 +105,39 @@ def test_lbfgs_fit_reaches_a_stationary_point_of_the_exact_likelihood(reinforce_
     assert float(res.train_loglik.sum()) > float(adam.train_loglik.sum())
 
 
+
+def _network_norm2(rule) -> float:
+    return float(sum(p.detach().square().sum() for p in rule.network.parameters()))
+
+
+def test_weight_decay_is_a_map_fit_of_the_network():
+    # L-BFGS stops at a stationary point of NLL per trial + weight_decay / 2 * ||theta||^2, not of the NLL.
+    sim = simulate_cohort(Reinforce(), n_animals=6, n_trials=200, params={"alpha": [0.1, 0.1]}, seed=3)
+    cohort, w0 = to_cohort(sim), torch.as_tensor(sim.weights[:, 0])
+    decay = 1e-2
+    config = RolloutConfig(epochs=20, optimizer="lbfgs", init_weights="fixed", weight_decay=decay)
+    res = fit_rollout(cohort, MLPRule(2, hidden=(8,), activation="tanh", seed=0), config=config, init_weights=w0)
+    theta = list(res.rule.network.parameters())
+    nll = -rollout_trajectory_loglik(cohort, res.rule, {}, w0)
+    penalized = torch.autograd.grad(nll + decay / 2 * sum(p.square().sum() for p in theta), theta,
+                                    retain_graph=True)
+    unpenalized = torch.autograd.grad(nll, theta)
+    largest = [max(float(g.abs().max()) for g in grads) for grads in (penalized, unpenalized)]
+    assert largest[0] < 1e-4 and largest[0] < 0.05 * largest[1], largest
+
+
+def test_weight_decay_shrinks_adam_fit_and_leaves_parametric_rules_alone(reinforce_sim):
+    cohort = to_cohort(reinforce_sim)
+    fits = [fit_rollout(cohort, MLPRule(2, hidden=(8,), seed=0), seed=0,
+                        config=RolloutConfig(epochs=5, lr=0.05, tbptt=100, weight_decay=decay))
+            for decay in (0.0, 0.1)]
+    assert _network_norm2(fits[1].rule) < _network_norm2(fits[0].rule)
+    start = {"alpha": torch.tensor([0.03, 0.03])}
+    alphas = [fit_rollout(cohort, Reinforce(), params=start, seed=0,
+                          config=RolloutConfig(epochs=3, lr=0.05, weight_decay=decay)).params["alpha"]
+              for decay in (0.0, 0.1)]
+    assert torch.equal(alphas[0], alphas[1])
+
 class _NanAbove(Reinforce):
     """REINFORCE whose update is NaN once a learning rate passes 0.06: a rollout that diverges."""
 
