@@ -192,11 +192,6 @@ class _Objective:
             causes.append(f"sigma exploded or is not finite (sigma = {hyper.sigma.tolist()})")
         elif hyper.sigma.min() < 1e-6:
             causes.append(f"sigma collapsed toward 0 (sigma = {hyper.sigma.tolist()})")
-        if hyper.sigma.dtype == torch.float32 and hyper.sigma.min() < 1e-2:
-            # the posterior precision carries 1/sigma^2: once that dwarfs the likelihood's curvature, float32
-            # cannot factor it (measured: a random walk failed at sigma 4.5e-4 in float32, fine in float64)
-            causes.append(f"single precision with a small sigma ({float(hyper.sigma.min()):.3g}): pass float64 "
-                          "tensors (fits from TrialData run in float64)")
         bad = [k for k, v in hyper.params.items() if not torch.isfinite(v).all()]
         bad += ["network"] if not all(torch.isfinite(t).all() for t in self.theta.network_leaves) else []
         if bad:
@@ -321,9 +316,10 @@ def _optimize(objective: _Objective, config: FitConfig, progress: bool) -> tuple
 
 
 def _as_cohort(data: TrialData | CohortTensors, features: tuple[str, ...]) -> CohortTensors:
+    # Fits run in double precision whatever the input's or the default dtype: the posterior precision carries
+    # 1 / sigma^2, which float32 cannot factor once sigma is small (a random walk failed at sigma 4.5e-4).
     if isinstance(data, CohortTensors):
-        return data
-    # fits run in double precision whatever the caller's default dtype
+        return data.to(torch.float64)
     return CohortTensors.from_trials(data, features, dtype=torch.float64)
 
 

@@ -24,6 +24,7 @@ from learnrules.inference.evaluate import gaussian_filter_loglik
 from learnrules.inference.fit import FitConfig
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural_grid import STIMULUS_FEATURES
+from learnrules.models.rule import as_params
 from learnrules.other_rules.registry import RULES, make_rule
 from learnrules.outputs import write_fit, write_json
 from learnrules.synthetic.cohort import SimulatedCohort, simulate_cohort
@@ -179,7 +180,7 @@ def _recovery_scores(cohort: SimulatedCohort, model: FittedModel, fresh: Simulat
     corr = trajectory_correlation(cohort.weights, res.weights_mean)
     scores: dict[str, Any] = {"trajectory_correlation": dict(zip(names, corr.tolist(), strict=True))}
     rule = model.scoring_rule
-    prm = {} if model.method == "rollout" else {k: torch.as_tensor(np.asarray(v, float)) for k, v in res.params.items()}
+    prm = {} if model.method == "rollout" else as_params(res.params, torch.float64)  # the visited states' dtype
 
     def update(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         context = rule.init_context(prm, (w.shape[0],), w.shape[1]).to(w.dtype)  # history rules: initial state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -81,6 +82,13 @@ class CohortTensors:
         return cls(torch.as_tensor(x, dtype=dtype), torch.as_tensor(y, dtype=dtype),
                    torch.as_tensor(r, dtype=dtype), torch.as_tensor(observed), torch.as_tensor(valid),
                    torch.as_tensor(start), torch.as_tensor(lengths), design.names, data.subjects)
+
+    def to(self, dtype: torch.dtype) -> CohortTensors:
+        """Return the cohort with its float tensors (features, choice, reward) in ``dtype``."""
+        if self.features.dtype == dtype:
+            return self
+        return dataclasses.replace(self, features=self.features.to(dtype), choice=self.choice.to(dtype),
+                                   reward=self.reward.to(dtype))
 
     def select(self, index: Sequence[int]) -> CohortTensors:
         """Return the animals at ``index`` (e.g. a cross-validation fold)."""
