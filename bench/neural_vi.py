@@ -7,6 +7,8 @@ Parts (run one at a time; each replaces its rows of results/neural_vi.csv and re
   per epoch over all animals) in the same run; both scored on the held-out animals by the same rollout
   protocol (sigma = 0, initial weights = mean of the training animals'). Reports the rollout's time to reach
   the VI's held-out log-likelihood, or its projected time for 1,000 epochs from the measured epoch time.
+- ``speed-curve``: the VI fit alone under 30, 60 and 120 s budgets. ``speed-filter``: a random walk (no rule)
+  scored by the filter on the same held-out animals, the floor of the filter-scored comparison.
 - ``gru``: GRU vs MLP rule (both by VI) on a reward-history-gated cohort and on a REINFORCE cohort: held-out-
   animal log-likelihood per trial (Gaussian assumed-density filter), paired difference over animals with SE.
 - ``rat``: psytrack's rat W053, held-out sessions (5-fold, masked): MLP, GRU, random walk, REINFORCE+baseline.
@@ -38,8 +40,9 @@ from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
 from learnrules.models.dynamics import DynamicsConfig
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import GRURule, MLPRule
+from learnrules.models.rule import LearningRule
 from learnrules.other_rules import make_rule
-from learnrules.synthetic import simulate_cohort
+from learnrules.synthetic import SimulatedCohort, simulate_cohort
 
 RESULTS = Path(__file__).parent / "results"
 CSV = RESULTS / "neural_vi.csv"
@@ -93,11 +96,17 @@ def per_animal(score) -> np.ndarray:  # noqa: ANN001
     return score.per_animal()["nats_per_trial"].to_numpy()
 
 
-def part_speed(args: argparse.Namespace) -> list[tuple[str, object]]:
-    """VI vs rollout on 12 x 10,000 noise-free REINFORCE animals (4 held out), same network and run."""
+def speed_cohort(args: argparse.Namespace) -> tuple[LearningRule, SimulatedCohort, CohortTensors, CohortTensors]:
+    """The noise-free REINFORCE cohort of ``speed``: the true rule, the simulation, training and held-out animals."""
     truth = make_rule("reinforce")
     sim = simulate_cohort(truth, n_animals=args.animals + 4, n_trials=args.trials, sigma=0.0, seed=0)
-    train, test = cohort_of(sim, np.arange(args.animals)), cohort_of(sim, np.arange(args.animals, args.animals + 4))
+    heldout = np.arange(args.animals, args.animals + 4)
+    return truth, sim, cohort_of(sim, np.arange(args.animals)), cohort_of(sim, heldout)
+
+
+def part_speed(args: argparse.Namespace) -> list[tuple[str, object]]:
+    """VI vs rollout on 12 x 10,000 noise-free REINFORCE animals (4 held out), same network and run."""
+    truth, sim, train, test = speed_cohort(args)
     hidden = (16, 16)
     res = fit(train, rule=MLPRule(2, hidden=hidden, seed=0), seed=0,
               config=vi_config(batch_size=args.batch, time_budget_s=args.budget))
@@ -139,9 +148,7 @@ def part_speed(args: argparse.Namespace) -> list[tuple[str, object]]:
 
 def part_speed_curve(args: argparse.Namespace) -> list[tuple[str, object]]:
     """VI's held-out log-likelihood after shorter budgets, on the cohort of ``speed`` (time-to-target of VI)."""
-    truth = make_rule("reinforce")
-    sim = simulate_cohort(truth, n_animals=args.animals + 4, n_trials=args.trials, sigma=0.0, seed=0)
-    train, test = cohort_of(sim, np.arange(args.animals)), cohort_of(sim, np.arange(args.animals, args.animals + 4))
+    _, _, train, test = speed_cohort(args)
     rows: list[tuple[str, object]] = []
     for budget in (30.0, 60.0, 120.0):
         res = fit(train, rule=MLPRule(2, hidden=(16, 16), seed=0), seed=0,
@@ -153,6 +160,21 @@ def part_speed_curve(args: argparse.Namespace) -> list[tuple[str, object]]:
         rows.append((f"vi_budget_{budget:.0f}s", f"{res.elapsed_s:.1f} s, {res.n_steps} steps, held-out rollout LL "
                                                  f"{ll:.5f}, ADF LL {adf:.5f}"))
     return rows
+
+
+def part_speed_filter(args: argparse.Namespace) -> list[tuple[str, object]]:
+    """What the filter's held-out score gives without a rule: a random walk on the cohort of ``speed``.
+
+    The VI fit's own predictive (the Gaussian filter, which also tracks each held-out animal's weights) is the
+    other way to score it against the rollout; this is the score of no rule at all under that protocol.
+    """
+    truth, sim, train, test = speed_cohort(args)
+    walk = fit(train, seed=0, config=FitConfig(param_posterior="none"))
+    oracle = gaussian_filter_loglik(test, truth, sim.params, sigma=1e-4, init_mean=0.0, init_sd=0.5)
+    return [("random_walk_fit", f"{walk.elapsed_s:.1f} s, {walk.n_steps} steps, sigma "
+                                f"{np.round(walk.sigma, 5).tolist()}"),
+            ("random_walk_heldout_adf_ll", adf_score(walk, make_rule("zero"), {}, test).nats_per_trial),
+            ("oracle_heldout_adf_ll_sigma_1e-4", oracle.nats_per_trial)]
 
 
 def fit_vi(train: CohortTensors, rule, budget: float, batch: int | None = None) -> FitResult:  # noqa: ANN001
@@ -260,8 +282,8 @@ def part_recovery(args: argparse.Namespace) -> list[tuple[str, object]]:
     return rows
 
 
-PARTS = {"speed": part_speed, "speed-curve": part_speed_curve, "gru": part_gru, "rat": part_rat,
-         "recovery": part_recovery}
+PARTS = {"speed": part_speed, "speed-curve": part_speed_curve, "speed-filter": part_speed_filter, "gru": part_gru,
+         "rat": part_rat, "recovery": part_recovery}
 
 
 def write(part: str, rows: list[tuple[str, object]]) -> None:
