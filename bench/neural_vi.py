@@ -57,6 +57,11 @@ def vi_config(**kw: object) -> FitConfig:
     return FitConfig(**{**base, **kw})
 
 
+def mlp(args: argparse.Namespace, n_features: int = 2) -> MLPRule:
+    """The MLP rule of every part: hidden (16, 16), seed 0, the chosen activation."""
+    return MLPRule(n_features, hidden=(16, 16), seed=0, activation=args.activation)
+
+
 def cohort_of(sim, index: np.ndarray) -> CohortTensors:  # noqa: ANN001
     """Padded tensors of the equal-length simulated animals at ``index``."""
     a, t = sim.weights.shape[:2]
@@ -107,8 +112,7 @@ def speed_cohort(args: argparse.Namespace) -> tuple[LearningRule, SimulatedCohor
 def part_speed(args: argparse.Namespace) -> list[tuple[str, object]]:
     """VI vs rollout on 12 x 10,000 noise-free REINFORCE animals (4 held out), same network and run."""
     truth, sim, train, test = speed_cohort(args)
-    hidden = (16, 16)
-    res = fit(train, rule=MLPRule(2, hidden=hidden, seed=0), seed=0,
+    res = fit(train, rule=mlp(args), seed=0,
               config=vi_config(batch_size=args.batch, time_budget_s=args.budget))
     vi_rule = res.neural_rule()
     mean_w0 = torch.as_tensor(res.weights_mean[:, 0].mean(0))
@@ -120,7 +124,7 @@ def part_speed(args: argparse.Namespace) -> list[tuple[str, object]]:
                 vi_roll, vi_adf, oracle)
     cfg = RolloutConfig(epochs=1000, lr=args.rollout_lr, tbptt=100, update="sequence", batch_size=None,
                         eval_every=2, log_every=10, time_budget_s=args.rollout_budget)
-    ro = fit_rollout(train, MLPRule(2, hidden=hidden, seed=0), config=cfg, validation=test, seed=0, progress=False)
+    ro = fit_rollout(train, mlp(args), config=cfg, validation=test, seed=0, progress=False)
     tick = time.perf_counter()  # one validation pass, to take the monitoring cost out of the epoch time
     predict_heldout(test, ro.rule, {}, init_weights=ro.init_weights.mean(0))
     n_val = len(ro.val_loglik)
@@ -132,7 +136,7 @@ def part_speed(args: argparse.Namespace) -> list[tuple[str, object]]:
     ratio = ((hit[0] + 1) * cfg.eval_every * epoch_s if len(hit) else 1000 * epoch_s) / res.elapsed_s
     return [("cohort", f"{args.animals} train + 4 held-out animals x {args.trials} trials, noise-free REINFORCE "
                        f"alpha {sim.params['alpha'].tolist()}"),
-            ("network", f"MLP {hidden}, both methods, same initialization"),
+            ("network", f"MLP (16, 16) {args.activation}, both methods, same initialization"),
             ("vi_config", f"Adam, batch {args.batch} animals/step, network lr 1e-2, 2 Gauss-Newton iterations/step, "
                           f"budget {args.budget:.0f} s"),
             ("vi_wall_s", round(res.elapsed_s, 1)), ("vi_steps", res.n_steps),
@@ -151,7 +155,7 @@ def part_speed_curve(args: argparse.Namespace) -> list[tuple[str, object]]:
     _, _, train, test = speed_cohort(args)
     rows: list[tuple[str, object]] = []
     for budget in (30.0, 60.0, 120.0):
-        res = fit(train, rule=MLPRule(2, hidden=(16, 16), seed=0), seed=0,
+        res = fit(train, rule=mlp(args), seed=0,
                   config=vi_config(batch_size=args.batch, time_budget_s=budget, lr_decay=args.lr_decay,
                                    network_lr=args.network_lr))
         mean_w0 = torch.as_tensor(res.weights_mean[:, 0].mean(0))
@@ -194,8 +198,8 @@ def part_gru(args: argparse.Namespace) -> list[tuple[str, object]]:
         train = cohort_of(sim, np.arange(args.animals))
         test = cohort_of(sim, np.arange(args.animals, args.animals + args.heldout))
         scores = {}
-        for label, rule in (("mlp", MLPRule(2, hidden=(16, 16), seed=0)),
-                            ("gru", GRURule(2, hidden=(16, 16), gru_hidden=8, seed=0))):
+        for label, rule in (("mlp", mlp(args)),
+                            ("gru", GRURule(2, hidden=(16, 16), gru_hidden=8, seed=0, activation=args.activation))):
             res = fit_vi(train, rule, args.budget, batch=args.batch)
             scores[label] = per_animal(adf_score(res, res.neural_rule(), {}, test))
             rows.append((f"{name}_{label}_heldout_ll", float(scores[label].mean())))
@@ -221,8 +225,8 @@ def part_rat(args: argparse.Namespace) -> list[tuple[str, object]]:
     folds = session_folds(data, k=args.folds, seed=0)
     models: dict[str, Callable[[], object]] = {
         "random walk": lambda: None, "reinforce-baseline": lambda: make_rule("reinforce-baseline"),
-        "mlp": lambda: MLPRule(3, hidden=(16, 16), seed=0),
-        "gru": lambda: GRURule(3, hidden=(16, 16), gru_hidden=8, seed=0)}
+        "mlp": lambda: mlp(args, n_features=3),
+        "gru": lambda: GRURule(3, hidden=(16, 16), gru_hidden=8, seed=0, activation=args.activation)}
     totals = {m: [0.0, 0] for m in models}
     for fold in folds[:args.n_folds]:
         train = CohortTensors.from_trials(fold.train, features)
@@ -265,7 +269,7 @@ def part_recovery(args: argparse.Namespace) -> list[tuple[str, object]]:
         sim = simulate_cohort(truth, n_animals=args.animals + 10, n_trials=args.trials, sigma=sigma, seed=2)
         idx = np.arange(args.animals)
         train, test = cohort_of(sim, idx), cohort_of(sim, np.arange(args.animals, args.animals + 10))
-        res = fit_vi(train, MLPRule(2, hidden=(16, 16), seed=0), args.budget, batch=args.batch)
+        res = fit_vi(train, mlp(args), args.budget, batch=args.batch)
         rule = res.neural_rule()
         pooled = update_recovery(sim, rule, train, idx)[-1]
         model = adf_score(res, rule, {}, test).nats_per_trial
@@ -325,6 +329,8 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--n-folds", type=int, default=1)
     parser.add_argument("--network-lr", type=float, default=1e-2, help="VI network step size (speed-curve)")
+    parser.add_argument("--activation", default="relu", choices=("relu", "tanh", "silu"),
+                        help="of the neural rules (results/neural_vi.md was measured with relu)")
     parser.add_argument("--lr-decay", type=float, default=1.0, help="Adam step-size decay per step (VI)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -335,7 +341,8 @@ def main() -> None:
     rows.append(("part_wall_s", round(time.perf_counter() - start, 1)))
     rows += [("vi_lr_decay_per_step", args.lr_decay), ("vi_network_lr", args.network_lr)]
     tuned = args.lr_decay != 1.0 or args.network_lr != 1e-2
-    write(f"{args.part} (network lr {args.network_lr}, decay {args.lr_decay})" if tuned else args.part, rows)
+    name = f"{args.part} (network lr {args.network_lr}, decay {args.lr_decay})" if tuned else args.part
+    write(name if args.activation == "relu" else f"{name} ({args.activation})", rows)
 
 
 if __name__ == "__main__":
