@@ -1,6 +1,7 @@
 import importlib.util
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -9,7 +10,7 @@ import torch
 from scipy.stats import chi2, norm
 
 from learnrules.inference.banded import BandedGaussianTrajectory
-from learnrules.inference.fit import FitConfig, fit
+from learnrules.inference.fit import FitConfig, _StepGuard, fit
 from learnrules.inference.laplace import _likelihood_ratio_bounds
 from learnrules.inference.result import FitResult
 from learnrules.inference.theta import Theta
@@ -298,3 +299,27 @@ def test_fit_from_trials_is_double_precision_whatever_the_default_dtype():
     single = fit(trials, rule=ReinforceBaseline(), config=config, seed=0)
     assert single.weights_mean.dtype == np.float64
     assert single.elbo == pytest.approx(reference.elbo, rel=1e-9)
+
+
+def test_a_step_that_drops_the_elbo_is_undone_with_halved_step_sizes():
+    leaf = torch.zeros(3, requires_grad=True)
+    objective = SimpleNamespace(theta=SimpleNamespace(leaves=lambda: [leaf]), post="posterior at 0")
+    opt = torch.optim.Adam([leaf], lr=0.1)
+    guard = _StepGuard(objective, opt, max_drop=0.01)
+    assert guard.keep([leaf.detach().clone()], -1000.0)
+    leaf.sum().backward()
+    opt.step()  # moves the point and fills Adam's moments
+    objective.post = "posterior after the step"
+    assert guard.keep([leaf.detach().clone()], -1009.0)  # a 0.9% fall is kept
+    kept = leaf.detach().clone()
+    opt.step()
+    objective.post = "posterior in a bad region"
+    assert not guard.keep([leaf.detach().clone()], -1030.0)  # 2.1% below the last kept point: undone
+    assert torch.equal(leaf.detach(), kept) and objective.post == "posterior after the step"
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05) and not opt.state
+
+
+def test_the_time_budget_stops_after_the_step_that_exceeds_it():
+    data = small_cohort(n_trials=100)
+    res = fit(data, config=FitConfig(param_posterior="none", time_budget_s=0.0, max_steps=50), seed=0)
+    assert res.n_steps == 1 and not res.converged
