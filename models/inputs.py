@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -87,8 +86,8 @@ class CohortTensors:
         """Return the cohort with its float tensors (features, choice, reward) in ``dtype``."""
         if self.features.dtype == dtype:
             return self
-        return dataclasses.replace(self, features=self.features.to(dtype), choice=self.choice.to(dtype),
-                                   reward=self.reward.to(dtype))
+        return replace(self, features=self.features.to(dtype), choice=self.choice.to(dtype),
+                       reward=self.reward.to(dtype))
 
     def select(self, index: Sequence[int]) -> CohortTensors:
         """Return the animals at ``index`` (e.g. a cross-validation fold)."""
