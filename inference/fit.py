@@ -268,16 +268,24 @@ class _StepGuard:
 
     That ELBO is exact, so a large fall is a step into a bad region (measured: a tanh MLP rule on rat W053
     went from -9,615 to -18,622 in ten steps and never came back), not noise. The last kept point and its
-    posterior are restored, the step sizes halved and Adam's moments reset.
+    posterior are restored, the step sizes halved and Adam's moments reset. The restored point's own value
+    is then kept whatever it is (its posterior is re-optimized, so it can differ from the kept value; judging
+    it would undo the same point forever), and after ``max_undos`` undos the guard stands down.
     """
 
-    def __init__(self, objective: _Objective, opt: torch.optim.Optimizer, max_drop: float) -> None:
-        self.objective, self.opt, self.max_drop = objective, opt, max_drop
+    def __init__(self, objective: _Objective, opt: torch.optim.Optimizer, max_drop: float,
+                 max_undos: int = 10) -> None:
+        self.objective, self.opt, self.max_drop, self.max_undos = objective, opt, max_drop, max_undos
         self.kept: tuple[list[torch.Tensor], Posterior | None, float] | None = None
+        self.undos, self.restored = 0, False
 
     def keep(self, leaves: list[torch.Tensor], value: float) -> bool:
         """Keep the point the last step started from (``leaves``, ELBO ``value``), or restore the previous one."""
-        if self.kept is not None and value < self.kept[2] - self.max_drop * abs(self.kept[2]):
+        judged = self.kept is not None and not self.restored and self.undos < self.max_undos
+        self.restored = False
+        if judged and value < self.kept[2] - self.max_drop * abs(self.kept[2]):
+            self.undos += 1
+            self.restored = True
             with torch.no_grad():
                 for leaf, kept in zip(self.objective.theta.leaves(), self.kept[0], strict=True):
                     leaf.copy_(kept)
