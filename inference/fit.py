@@ -286,9 +286,7 @@ class _StepGuard:
         if judged and value < self.kept[2] - self.max_drop * abs(self.kept[2]):
             self.undos += 1
             self.restored = True
-            with torch.no_grad():
-                for leaf, kept in zip(self.objective.theta.leaves(), self.kept[0], strict=True):
-                    leaf.copy_(kept)
+            self.objective.theta.restore(self.kept[0])
             self.objective.post = self.kept[1]
             for group in self.opt.param_groups:
                 group["lr"] *= 0.5
@@ -316,7 +314,7 @@ def _optimize(objective: _Objective, config: FitConfig, progress: bool) -> tuple
         step += 1
         objective.step = step
         closure.values.clear()
-        accepted = [leaf.detach().clone() for leaf in theta.leaves()]
+        accepted = theta.snapshot()
         try:
             opt.step(closure)
         except FloatingPointError:
@@ -325,9 +323,7 @@ def _optimize(objective: _Objective, config: FitConfig, progress: bool) -> tuple
             if not isinstance(opt, torch.optim.LBFGS) or not trace or restarts == _MAX_RESTARTS:
                 raise
             restarts += 1
-            with torch.no_grad():
-                for leaf, value in zip(theta.leaves(), accepted, strict=True):
-                    leaf.copy_(value)
+            theta.restore(accepted)
             opt.state.clear()
             logger.warning("step %d: the line search left the valid region; L-BFGS restarted from the last "
                            "accepted point (%d of %d restarts)", step, restarts, _MAX_RESTARTS)

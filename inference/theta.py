@@ -66,6 +66,16 @@ class Theta:
         """Return the tensors the optimizer updates (hyperparameters first, then network tensors)."""
         return self.hyper_leaves() + self.network_leaves
 
+    def snapshot(self) -> list[Tensor]:
+        """Return detached copies of the leaves, for :meth:`restore`."""
+        return [leaf.detach().clone() for leaf in self.leaves()]
+
+    def restore(self, values: list[Tensor]) -> None:
+        """Copy a :meth:`snapshot` back into the leaves in place (the optimizer keeps its references)."""
+        with torch.no_grad():
+            for leaf, value in zip(self.leaves(), values, strict=True):
+                leaf.copy_(value)
+
     def hyper_leaves(self) -> list[Tensor]:
         """Return the learned noise, initial-weight and rule-parameter tensors (no network tensors)."""
         tensors = [self.log_sigma, self.log_sigma_session, self.init_mean, *self.rule_u.values()]

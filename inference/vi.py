@@ -223,9 +223,7 @@ def update_posterior(rule: LearningRule | None, hyper: Hyper, data: CohortTensor
     parts = []
     for lo in range(0, n, chunk):
         idx = slice(lo, min(lo + chunk, n))
-        sub = CohortTensors(data.features[idx], data.choice[idx], data.reward[idx], data.observed[idx],
-                            data.valid[idx], data.session_start[idx], data.lengths[idx], data.feature_names,
-                            data.subjects[idx])
+        sub = data.select(idx)
         sub_hyper = Hyper(hyper.sigma, hyper.sigma_session, hyper.sigma_init, hyper.init_mean[idx], hyper.params)
         parts.append(_update_chunk(rule, sub_hyper, sub, _slice(start, idx), max_iter=max_iter, tol=tol,
                                    n_points=n_points))

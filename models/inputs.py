@@ -89,9 +89,13 @@ class CohortTensors:
         return replace(self, features=self.features.to(dtype), choice=self.choice.to(dtype),
                        reward=self.reward.to(dtype))
 
-    def select(self, index: Sequence[int]) -> CohortTensors:
-        """Return the animals at ``index`` (e.g. a cross-validation fold)."""
-        idx = torch.as_tensor(list(index), dtype=torch.long)
+    def select(self, index: Sequence[int] | slice) -> CohortTensors:
+        """Return the animals at ``index`` (e.g. a cross-validation fold); a slice gives views, not copies."""
+        if isinstance(index, slice):
+            idx, subjects = index, tuple(self.subjects[index])
+        else:
+            idx = torch.as_tensor(list(index), dtype=torch.long)
+            subjects = tuple(self.subjects[i] for i in idx.tolist())
         return CohortTensors(self.features[idx], self.choice[idx], self.reward[idx], self.observed[idx],
-                             self.valid[idx], self.session_start[idx], self.lengths[idx],
-                             self.feature_names, tuple(self.subjects[i] for i in idx.tolist()))
+                             self.valid[idx], self.session_start[idx], self.lengths[idx], self.feature_names,
+                             subjects)

@@ -273,6 +273,15 @@ def test_a_single_precision_cohort_is_fitted_in_double_precision():
     assert single.features.dtype == torch.float32  # the caller's cohort is untouched
 
 
+def test_selecting_animals_by_slice_gives_views_of_the_same_animals_as_by_index():
+    data = small_cohort(n_trials=50, n_animals=4)
+    by_slice, by_index = data.select(slice(1, 3)), data.select([1, 2])
+    assert by_slice.subjects == by_index.subjects == data.subjects[1:3]
+    for name in ("features", "choice", "reward", "observed", "valid", "session_start", "lengths"):
+        assert torch.equal(getattr(by_slice, name), getattr(by_index, name))
+    assert by_slice.features.data_ptr() == data.features[1].data_ptr()  # a view: chunks copy nothing
+
+
 def test_asymmetric_rule_reports_its_rates_with_intervals_from_the_laplace_posterior():
     rule = AsymmetricReinforce()
     truth = rule.from_rates(torch.tensor([0.1, 0.2]), torch.tensor([0.05, 0.05]))
@@ -301,9 +310,16 @@ def test_fit_from_trials_is_double_precision_whatever_the_default_dtype():
     assert single.elbo == pytest.approx(reference.elbo, rel=1e-9)
 
 
+def one_leaf_theta(leaf):
+    """A stand-in for Theta over one tensor, restored by Theta's own code."""
+    theta = SimpleNamespace(leaves=lambda: [leaf])
+    theta.restore = lambda values: Theta.restore(theta, values)
+    return theta
+
+
 def test_a_step_that_drops_the_elbo_is_undone_with_halved_step_sizes():
     leaf = torch.zeros(3, requires_grad=True)
-    objective = SimpleNamespace(theta=SimpleNamespace(leaves=lambda: [leaf]), post="posterior at 0")
+    objective = SimpleNamespace(theta=one_leaf_theta(leaf), post="posterior at 0")
     opt = torch.optim.Adam([leaf], lr=0.1)
     guard = _StepGuard(objective, opt, max_drop=0.01)
     assert guard.keep([leaf.detach().clone()], -1000.0)
@@ -325,7 +341,7 @@ def test_a_step_that_drops_the_elbo_is_undone_with_halved_step_sizes():
 
 def test_the_step_guard_stands_down_after_its_undos():
     leaf = torch.zeros(1, requires_grad=True)
-    objective = SimpleNamespace(theta=SimpleNamespace(leaves=lambda: [leaf]), post=None)
+    objective = SimpleNamespace(theta=one_leaf_theta(leaf), post=None)
     guard = _StepGuard(objective, torch.optim.Adam([leaf], lr=0.1), max_drop=0.01, max_undos=2)
     verdicts = []
     for value in (-100.0, -200.0, -100.0, -200.0, -100.0, -200.0):  # a fall after every kept point
