@@ -56,6 +56,14 @@ def _common(p: argparse.ArgumentParser, *, seed: int | None = 0) -> None:
                         "add overhead; on a busy 2-core machine 2 threads made a fit 10x slower)")
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    """Parse ``--hidden``: comma-separated positive layer widths."""
+    parts = [t.strip() for t in text.split(",")]
+    if not all(t.isdigit() and int(t) > 0 for t in parts):
+        raise argparse.ArgumentTypeError(f"must be comma-separated positive integers such as 32,32, got {text!r}")
+    return tuple(int(t) for t in parts)
+
+
 def _fitting(p: argparse.ArgumentParser, *, draws: bool = True) -> None:
     p.add_argument("--features", default="bias,stimulus",
                    help="comma-separated GLM features: bias, stimulus, stimulus_left, stimulus_right, prev_choice, "
@@ -67,6 +75,10 @@ def _fitting(p: argparse.ArgumentParser, *, draws: bool = True) -> None:
                         "Liu et al. 2025)")
     p.add_argument("--max-steps", type=int, default=200,
                    help="maximum hyperparameter steps of a variational fit (default 200)")
+    p.add_argument("--hidden", type=_widths, default=(32, 32),
+                   help="hidden-layer widths of the mlp / gru update network, comma-separated (default 32,32)")
+    p.add_argument("--activation", choices=("relu", "tanh", "silu"), default="relu",
+                   help="nonlinearity of the mlp / gru update network (default relu; tanh bounds the update)")
     if draws:
         p.add_argument("--draws", type=int, default=None,
                        help="posterior draws in posterior.nc (default 100, fewer for large tables so that the file "

@@ -68,7 +68,8 @@ def _fit(data: TrialData, name: str, args: argparse.Namespace, features: Sequenc
         raise ValueError(f"--draws must be >= 1, got {args.draws}")
     return fit_model(data, name, features=features, seed=args.seed, budget_s=args.budget,
                      config=FitConfig(max_steps=args.max_steps, param_posterior="laplace" if intervals else "none"),
-                     method=args.method, progress=progress_flag(args))
+                     method=args.method, progress=progress_flag(args), hidden=args.hidden,
+                     activation=args.activation)
 
 
 def run_compare(data: TrialData, rules: Sequence[str], args: argparse.Namespace, features: Sequence[str], *,

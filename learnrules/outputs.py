@@ -69,7 +69,7 @@ def write_json(path: Path, payload: Mapping[str, Any]) -> Path:
 
 
 def fit_summary(model: FittedModel, data: TrialData) -> dict[str, Any]:
-    """Return the JSON-ready summary of a fit (rule, method, parameters, noise, ELBO, timing)."""
+    """Return the JSON-ready summary of a fit (rule, method, parameters, noise, ELBO, timing, network shape)."""
     res = model.result
     return {
         "rule": model.name, "rule_class": res.rule_name, "method": model.method, "note": model.note,
@@ -85,6 +85,7 @@ def fit_summary(model: FittedModel, data: TrialData) -> dict[str, Any]:
         "params": {k: np.asarray(v).tolist() for k, v in res.params.items()},
         "parameters": res.parameters.to_dict(orient="records"),
         "band_level": res.band_level,
+        "network": model.rule.config.to_dict() if isinstance(model.rule, NeuralRule) else None,
     }
 
 

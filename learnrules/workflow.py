@@ -30,7 +30,7 @@ from learnrules.inference.rollout import rollout_trajectory
 from learnrules.inference.rollout_fit import RolloutConfig, RolloutResult, fit_rollout
 from learnrules.models.dynamics import DynamicsConfig
 from learnrules.models.inputs import CohortTensors
-from learnrules.models.neural import GRURule, MLPRule, NeuralRule
+from learnrules.models.neural import Activation, GRURule, MLPRule, NeuralRule
 from learnrules.models.rule import LearningRule
 from learnrules.other_rules.registry import RULES, make_rule
 
@@ -69,14 +69,19 @@ def parse_list(text: str, *, what: str, allowed: Sequence[str] | None = None) ->
     return names
 
 
-def build_rule(name: str, n_features: int, *, seed: int | None = None) -> LearningRule | None:
-    """Return the rule called ``name`` (None for ``zero``, the random walk), with default settings."""
+def build_rule(name: str, n_features: int, *, seed: int | None = None, hidden: Sequence[int] = (32, 32),
+               activation: Activation = "relu") -> LearningRule | None:
+    """Return the rule called ``name`` (None for ``zero``, the random walk), with default settings.
+
+    ``hidden`` (layer widths) and ``activation`` shape the update network of ``mlp`` and ``gru``; parametric
+    rules ignore them.
+    """
     if name == "zero":
         return None
     if name == "mlp":
-        return MLPRule(n_features, seed=seed)
+        return MLPRule(n_features, hidden=tuple(hidden), activation=activation, seed=seed)
     if name == "gru":
-        return GRURule(n_features, seed=seed)
+        return GRURule(n_features, hidden=tuple(hidden), activation=activation, seed=seed)
     return make_rule(name)
 
 
@@ -130,9 +135,8 @@ def rollout_to_result(fitted: RolloutResult, cohort: CohortTensors, *, name: str
         converged=fitted.converged, n_steps=fitted.n_steps, elapsed_s=fitted.elapsed_s)
 
 
-def _fit_neural(name: str, cohort: CohortTensors, *, seed: int | None, budget_s: float,
+def _fit_neural(rule: NeuralRule, name: str, cohort: CohortTensors, *, seed: int | None, budget_s: float,
                 progress: bool | None) -> FittedModel:
-    rule = build_rule(name, cohort.n_features, seed=seed)
     config = RolloutConfig(epochs=10_000, time_budget_s=budget_s, batch_size=None, log_every=20)
     fitted = fit_rollout(cohort, rule, config=config, seed=seed, progress=progress)
     logger.info("%s rollout fit: %d epochs, %s", name, fitted.n_steps, fitted.stop_reason)
@@ -142,8 +146,8 @@ def _fit_neural(name: str, cohort: CohortTensors, *, seed: int | None, budget_s:
 
 def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", "stimulus"),
               seed: int | None = None, budget_s: float = 120.0, config: FitConfig | None = None,
-              method: Literal["variational", "rollout"] = "variational", progress: bool | None = None
-              ) -> FittedModel:
+              method: Literal["variational", "rollout"] = "variational", progress: bool | None = None,
+              hidden: Sequence[int] = (32, 32), activation: Activation = "relu") -> FittedModel:
     """Fit the rule called ``name`` to ``data``.
 
     Parameters
@@ -165,6 +169,10 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
         How to fit a neural rule (parametric rules are always fitted variationally).
     progress : bool, optional
         Progress bars (None: when stderr is a terminal).
+    hidden : sequence of int
+        Hidden-layer widths of a neural rule's update network.
+    activation : {"relu", "tanh", "silu"}
+        Its nonlinearity (tanh bounds the update; relu learns faster in short fits, see the README).
 
     Returns
     -------
@@ -175,9 +183,9 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
     cohort = CohortTensors.from_trials(data, tuple(features), dtype=_DTYPE)
     if method not in ("variational", "rollout"):
         raise ValueError(f"method must be 'variational' or 'rollout', got {method!r}")
+    rule = build_rule(name, cohort.n_features, seed=seed, hidden=hidden, activation=activation)
     if name in NEURAL_RULES and method == "rollout":
-        return _fit_neural(name, cohort, seed=seed, budget_s=budget_s, progress=progress)
-    rule = build_rule(name, cohort.n_features, seed=seed)
+        return _fit_neural(rule, name, cohort, seed=seed, budget_s=budget_s, progress=progress)
     if name in NEURAL_RULES:
         config = replace(NEURAL_FIT_CONFIG, time_budget_s=budget_s,
                          batch_size=min(2, cohort.n_animals))

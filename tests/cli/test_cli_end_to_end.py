@@ -96,8 +96,23 @@ def test_fit_neural_rule_saves_its_network(table, tmp_path):
     assert cli.main([*argv, "--out", str(out)]) == 0
     rule = load_neural_rule(out / "rule.pt")
     assert rule.config.kind == "mlp" and rule.n_features == 2
+    assert rule.config.hidden == (32, 32) and rule.config.activation == "relu"  # the defaults
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"] == "rollout" and "time budget" in summary["note"]
+    assert summary["network"]["hidden"] == [32, 32]
+
+
+def test_fit_neural_rule_takes_its_network_shape_from_the_options(table, tmp_path):
+    out = tmp_path / "gru"
+    argv = ["fit", str(table), "--rule", "gru", "--hidden", "8,4", "--activation", "tanh", "--method", "rollout",
+            "--budget", "2", "--draws", "5", "-q"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    rule = load_neural_rule(out / "rule.pt")
+    assert rule.config.kind == "gru" and rule.config.hidden == (8, 4) and rule.config.activation == "tanh"
+    layers = [m for m in rule.network.update.mlp if hasattr(m, "out_features")]
+    assert [m.out_features for m in layers] == [8, 4, 2]  # two hidden layers, one output per weight
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["network"]["activation"] == "tanh" and summary["network"]["hidden"] == [8, 4]
 
 
 def test_compare_ranks_rules_and_writes_chart(table, tmp_path):

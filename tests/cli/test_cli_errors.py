@@ -100,9 +100,13 @@ def test_empty_or_garbage_file(text, words, tmp_path, capsys):
     (["frobnicate"], ["frobnicate"]),
     (["fit", "{good}", "--out", "{out}", "--threads", "0"], ["--threads"]),
     (["fit", "{good}", "--out", "{out}", "--draws", "0"], ["--draws"]),
+    (["fit", "{good}", "--rule", "mlp", "--hidden", "32,0", "--out", "{out}"], ["--hidden", "32,0"]),
+    (["fit", "{good}", "--rule", "mlp", "--hidden", "wide", "--out", "{out}"], ["--hidden", "wide"]),
+    (["fit", "{good}", "--rule", "mlp", "--activation", "sigmoid", "--out", "{out}"], ["--activation", "sigmoid"]),
 ], ids=["nonexistent file", "unknown rule", "unknown feature", "duplicate feature", "unknown rule in list",
         "more folds than animals", "simulate a neural rule", "zero animals", "zero steps", "non-integer option",
-        "missing --out", "unknown command", "zero threads", "zero draws"])
+        "missing --out", "unknown command", "zero threads", "zero draws", "zero width", "non-integer width",
+        "unknown activation"])
 def test_bad_arguments(args, words, tmp_path, capsys):
     good = tmp_path / "good.csv"
     good_table().to_csv(good, index=False)
