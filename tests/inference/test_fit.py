@@ -339,6 +339,32 @@ def test_a_step_that_drops_the_elbo_is_undone_with_halved_step_sizes():
     assert guard.kept[2] == -1015.0 and opt.param_groups[0]["lr"] == pytest.approx(0.05)
 
 
+def test_a_minibatch_step_is_judged_on_its_animals_against_their_last_update():
+    leaf = torch.zeros(1, requires_grad=True)
+    objective = SimpleNamespace(theta=one_leaf_theta(leaf), post="first full pass")
+    opt = torch.optim.Adam([leaf], lr=0.1)
+    guard = _StepGuard(objective, opt, max_drop=0.05)
+    assert guard.keep([leaf.detach().clone()], -20_000.0)
+    # Scaled batch values jump between batches (30% here): only the batch's own change counts.
+    objective.post = "after step 1"
+    assert guard.keep([leaf.detach().clone()], -26_000.0, change=(-1300.0, -1290.0))
+    objective.post = "after step 2"
+    assert guard.keep([leaf.detach().clone()], -18_800.0, change=(-900.0, -940.0))  # a 4.4% fall is kept
+    kept = leaf.detach().clone()
+    with torch.no_grad():
+        leaf.add_(1.0)
+    objective.post = "after a bad step"
+    assert not guard.keep([leaf.detach().clone()], -19_000.0, change=(-950.0, -1000.0))  # 5.3%: undone
+    assert torch.equal(leaf.detach(), kept) and objective.post == "after step 2"
+    assert guard.fall == (-950.0, -1000.0) and opt.param_groups[0]["lr"] == pytest.approx(0.05)
+
+
+def test_the_step_guard_thresholds_are_validated():
+    for name in ("max_elbo_drop", "max_batch_elbo_drop"):
+        with pytest.raises(ValueError, match=name):
+            FitConfig(**{name: -0.01})
+
+
 def test_the_step_guard_stands_down_after_its_undos():
     leaf = torch.zeros(1, requires_grad=True)
     objective = SimpleNamespace(theta=one_leaf_theta(leaf), post=None)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from learnrules.inference.evaluate import gaussian_filter_loglik
-from learnrules.inference.fit import FitConfig, fit
+from learnrules.inference.fit import FitConfig, _StepGuard, fit
 from learnrules.inference.result import FitResult
 from learnrules.inference.vi import Hyper, update_posterior
 from learnrules.models.dynamics import DynamicsConfig
@@ -103,6 +103,26 @@ def test_minibatch_fit_is_seeded_and_refreshes_every_posterior_at_the_end():
     np.testing.assert_allclose(a.weights_mean, fresh.mean.numpy(), atol=1e-5)
     assert a.elbo == pytest.approx(float(fresh.elbo.sum()), rel=1e-7)
     assert a.weights_mean.shape == (4, 150, k)
+
+
+@pytest.mark.parametrize("batch_size", [None, 1])
+def test_each_step_is_judged_on_the_whole_cohort_or_on_its_batch(batch_size, monkeypatch):
+    changes = []
+    keep = _StepGuard.keep
+
+    def spy(self, leaves, value, change=None):
+        changes.append(change)
+        return keep(self, leaves, value, change)
+
+    monkeypatch.setattr(_StepGuard, "keep", spy)
+    data = small_data(n_trials=100, n_animals=3, seed=5)
+    fit(data, rule=MLPRule(2, hidden=(8,), seed=0),
+        config=FitConfig(**{**NEURAL.__dict__, "max_steps": 5, "batch_size": batch_size}), seed=0)
+    assert len(changes) == 5 and changes[0] is None  # the first pass updates every animal
+    if batch_size is None:
+        assert all(c is None for c in changes)  # the exact ELBO against the last kept point
+    else:  # the batch's ELBO at its animals' last update and now
+        assert all(len(c) == 2 and np.isfinite(c).all() and c[0] != c[1] for c in changes[1:])
 
 
 def test_nan_in_the_network_raises_the_named_error():
