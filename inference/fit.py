@@ -96,8 +96,9 @@ class FitConfig:
     max_batch_elbo_drop : float or None
         Mini-batched Adam: the same, judged on the batch's animals, whose ELBO after the step is compared with
         their own ELBO when they were last updated. Looser than ``max_elbo_drop`` because those values are some
-        steps old: in a healthy 20-animal fit (batch 2) the largest such fall was 2.6%; the catastrophic steps
-        it catches fall by 100% to 18,000%. None = off.
+        steps old: in a healthy 20-animal fit (batch 2, relu MLP) the largest such fall was 2.6%; the step that
+        began a tanh MLP's collapse on the same cohort fell by 255%, those after it by up to 18,700% when not
+        undone. None = off.
     """
 
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
@@ -281,7 +282,7 @@ class _StepGuard:
     Full batch, the exact ELBO at the new point is compared with the last kept point's, so a large fall is a
     step into a bad region (measured: a tanh MLP rule on rat W053 went from -9,615 to -18,622 in ten steps and
     never came back), not noise. Mini-batched, the batch's animals are compared with themselves when last
-    updated (``change``; measured: a tanh MLP on 20 simulated animals fell by 870% in one step, then its
+    updated (``change``; measured: a tanh MLP on 20 simulated animals fell by 255% in one step, then its
     sigma went from 0.01 to 1.8 and the rule was lost). The last kept point and its posterior are restored,
     the step sizes halved and Adam's moments reset. The restored point's own value is then kept whatever it
     is (its posterior is re-optimized, so it can differ from the kept value; judging it would undo the same
