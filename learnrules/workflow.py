@@ -172,7 +172,8 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
     hidden : sequence of int
         Hidden-layer widths of a neural rule's update network.
     activation : {"relu", "tanh", "silu"}
-        Its nonlinearity (tanh bounds the update; relu learns faster in short fits, see the README).
+        Its nonlinearity (tanh bounds the update, but the tanh MLP fitted simulated cohorts worse; see the
+        README).
 
     Returns
     -------
