@@ -310,18 +310,18 @@ def test_fit_from_trials_is_double_precision_whatever_the_default_dtype():
     assert single.elbo == pytest.approx(reference.elbo, rel=1e-9)
 
 
-def one_leaf_theta(leaf):
-    """A stand-in for Theta over one tensor, restored by Theta's own code."""
+def guarded_leaf(size, post, max_drop=0.01, **options):
+    """One tensor under Adam and a step guard; the objective stands in for _Objective, Theta.restore is real."""
+    leaf = torch.zeros(size, requires_grad=True)
     theta = SimpleNamespace(leaves=lambda: [leaf])
     theta.restore = lambda values: Theta.restore(theta, values)
-    return theta
+    objective = SimpleNamespace(theta=theta, post=post)
+    opt = torch.optim.Adam([leaf], lr=0.1)
+    return leaf, objective, opt, _StepGuard(objective, opt, max_drop=max_drop, **options)
 
 
 def test_a_step_that_drops_the_elbo_is_undone_with_halved_step_sizes():
-    leaf = torch.zeros(3, requires_grad=True)
-    objective = SimpleNamespace(theta=one_leaf_theta(leaf), post="posterior at 0")
-    opt = torch.optim.Adam([leaf], lr=0.1)
-    guard = _StepGuard(objective, opt, max_drop=0.01)
+    leaf, objective, opt, guard = guarded_leaf(3, "posterior at 0")
     assert guard.keep([leaf.detach().clone()], -1000.0)
     leaf.sum().backward()
     opt.step()  # moves the point and fills Adam's moments
@@ -340,10 +340,7 @@ def test_a_step_that_drops_the_elbo_is_undone_with_halved_step_sizes():
 
 
 def test_a_minibatch_step_is_judged_on_its_animals_against_their_last_update():
-    leaf = torch.zeros(1, requires_grad=True)
-    objective = SimpleNamespace(theta=one_leaf_theta(leaf), post="first full pass")
-    opt = torch.optim.Adam([leaf], lr=0.1)
-    guard = _StepGuard(objective, opt, max_drop=0.05)
+    leaf, objective, opt, guard = guarded_leaf(1, "first full pass", max_drop=0.05)
     assert guard.keep([leaf.detach().clone()], -20_000.0)
     # Scaled batch values jump between batches (30% here): only the batch's own change counts.
     objective.post = "after step 1"
@@ -366,9 +363,7 @@ def test_the_step_guard_thresholds_are_validated():
 
 
 def test_the_step_guard_stands_down_after_its_undos():
-    leaf = torch.zeros(1, requires_grad=True)
-    objective = SimpleNamespace(theta=one_leaf_theta(leaf), post=None)
-    guard = _StepGuard(objective, torch.optim.Adam([leaf], lr=0.1), max_drop=0.01, max_undos=2)
+    leaf, _, _, guard = guarded_leaf(1, None, max_undos=2)
     verdicts = []
     for value in (-100.0, -200.0, -100.0, -200.0, -100.0, -200.0):  # a fall after every kept point
         verdicts.append(guard.keep([leaf.detach().clone()], value))
