@@ -46,15 +46,14 @@ def simulate(n_animals, n_trials, seed=0):
                          ("bias", "stimulus"), tuple(f"a{i}" for i in range(n_animals))), w, sigma
 
 
-def simulate_rule(name, n_animals, n_trials, seed=0):
-    """Agents learning with the rule called ``name`` (features bias, stimulus), as a loaded trial table."""
+def simulate_rule(rule, n_animals, n_trials, seed=0):
+    """Agents learning with ``rule`` at its default parameters (features bias, stimulus), as a loaded table."""
     from learnrules.behavior import load_trials
     from learnrules.models.inputs import CohortTensors
-    from learnrules.other_rules import make_rule
     from learnrules.synthetic import simulate_cohort
 
     sigma = np.array([0.02, 0.02])
-    sim = simulate_cohort(make_rule(name), n_animals=n_animals, n_trials=n_trials, sigma=sigma, seed=seed)
+    sim = simulate_cohort(rule, n_animals=n_animals, n_trials=n_trials, sigma=sigma, seed=seed)
     data = CohortTensors.from_trials(load_trials(sim.table), ("bias", "stimulus"))
     return data, sim.weights, sigma
 
@@ -69,7 +68,8 @@ def one(n_animals, n_trials, rule_name):
     if rule_name == "zero":
         (data, w, sigma), rule, truth = simulate(n_animals, n_trials), None, {}
     else:
-        (data, w, sigma), rule = simulate_rule(rule_name, n_animals, n_trials), make_rule(rule_name)
+        rule = make_rule(rule_name)
+        data, w, sigma = simulate_rule(rule, n_animals, n_trials)
         truth = {name: p.default for name, p in rule.parameters.items()}  # what simulate_rule used
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()

@@ -34,7 +34,7 @@ from learnrules.behavior.trials import TrialData
 from learnrules.inference.laplace import LaplacePosterior, laplace_covariance, parameter_table
 from learnrules.inference.result import FitResult
 from learnrules.inference.theta import Theta
-from learnrules.inference.vi import Hyper, Posterior, elbo, linearize, update_posterior
+from learnrules.inference.vi import Posterior, elbo, linearize, update_posterior
 from learnrules.models.dynamics import DynamicsConfig, drift_sequence
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import NeuralRule, rule_network
@@ -180,7 +180,7 @@ class _Objective:
         hyper, data, start, idx = self.theta.hyper(), self.data, self.post, self._batch()
         if idx is not None:
             data, start = data.select(idx.tolist()), _subset(self.post, idx)
-            hyper = Hyper(hyper.sigma, hyper.sigma_session, hyper.sigma_init, hyper.init_mean[idx], hyper.params)
+            hyper = hyper.select(idx)
         try:
             post = update_posterior(self.rule, hyper, data, start, max_iter=cfg.inner_max_iter,
                                     tol=cfg.inner_tol, n_points=cfg.gh_points, chunk=cfg.animal_chunk)

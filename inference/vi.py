@@ -17,7 +17,7 @@ selected inverse): ``E_q ||w_{t+1} - A_t w_t - c_t||^2`` is closed form in them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -52,6 +52,10 @@ class Hyper:
     sigma_init: Tensor
     init_mean: Tensor
     params: dict
+
+    def select(self, index: Tensor | slice) -> Hyper:
+        """Return the hyperparameters of the animals at ``index`` (only ``init_mean`` is per animal)."""
+        return replace(self, init_mean=self.init_mean[index])
 
     def detach(self) -> Hyper:
         """Return a copy without gradients."""
@@ -224,8 +228,7 @@ def update_posterior(rule: LearningRule | None, hyper: Hyper, data: CohortTensor
     for lo in range(0, n, chunk):
         idx = slice(lo, min(lo + chunk, n))
         sub = data.select(idx)
-        sub_hyper = Hyper(hyper.sigma, hyper.sigma_session, hyper.sigma_init, hyper.init_mean[idx], hyper.params)
-        parts.append(_update_chunk(rule, sub_hyper, sub, _slice(start, idx), max_iter=max_iter, tol=tol,
+        parts.append(_update_chunk(rule, hyper.select(idx), sub, _slice(start, idx), max_iter=max_iter, tol=tol,
                                    n_points=n_points))
     fields = [torch.cat([getattr(p, name) for p in parts]) for name in
               ("mean", "cov", "cross", "logdet", "elbo", "likelihood")]
