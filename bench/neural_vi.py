@@ -10,7 +10,8 @@ Parts (run one at a time; each replaces its rows of results/neural_vi.csv and re
 - ``speed-curve``: the VI fit alone under 30, 60 and 120 s budgets. ``speed-filter``: a random walk (no rule)
   scored by the filter on the same held-out animals, the floor of the filter-scored comparison.
 - ``gru``: GRU vs MLP rule (both by VI) on a reward-history-gated cohort and on a REINFORCE cohort: held-out-
-  animal log-likelihood per trial (Gaussian assumed-density filter), paired difference over animals with SE.
+  animal log-likelihood per trial (Gaussian assumed-density filter), paired difference over animals with SE;
+  also a fitted REINFORCE+baseline (Markov), whose gap to the oracle bounds what reward history is worth.
 - ``rat``: psytrack's rat W053, held-out sessions (5-fold, masked): MLP, GRU, random walk, REINFORCE+baseline.
 - ``recovery``: MLP by VI on noise-free and sigma = 0.01 REINFORCE and on the asymmetric rule: relative RMSE of
   the inferred update on the visited states, held-out-animal gap to the oracle.
@@ -207,8 +208,16 @@ def part_gru(args: argparse.Namespace) -> list[tuple[str, object]]:
                                                 f"{np.round(res.sigma, 4).tolist()}"))
         oracle = gaussian_filter_loglik(test, truth, sim.params, sigma=0.01, init_mean=0.0, init_sd=0.5)
         rows.append((f"{name}_oracle_heldout_ll", oracle.nats_per_trial))
-        d, se = paired(scores["gru"], scores["mlp"])
-        rows.append((f"{name}_gru_minus_mlp", f"{d:+.5f} +- {se:.5f} (SE over {args.heldout} held-out animals)"))
+        # a Markov rule with the true rule's form but no history: oracle minus it bounds what history is worth
+        markov = make_rule("reinforce-baseline")
+        res = fit(train, rule=markov, seed=0, config=FitConfig(dynamics=DynamicsConfig(sigma=0.05),
+                                                                 param_posterior="none"))
+        scores["markov"] = per_animal(adf_score(res, markov, res.params, test))
+        rows.append((f"{name}_reinforce-baseline_heldout_ll", float(scores["markov"].mean())))
+        for label, other in (("gru", "mlp"), ("markov", "oracle")):
+            d, se = paired(scores[label], scores[other] if other in scores else per_animal(oracle))
+            rows.append((f"{name}_{label}_minus_{other}", f"{d:+.5f} +- {se:.5f} (SE over {args.heldout} held-out "
+                                                          f"animals)"))
     rows.append(("gru_cohorts", f"{args.animals} train + {args.heldout} held-out animals x {args.trials} trials, "
                                 f"sigma 0.01, reward-gated params {gated}, batch {args.batch} animals/step, budget "
                                 f"{args.budget:.0f} s per fit"))

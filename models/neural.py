@@ -214,7 +214,9 @@ class GRURule(NeuralRule):
 
     ``h_t`` is the state of a GRU that has read the observed trials ``[x, y, r]`` up to and including trial
     ``t``, so the weights stay Markov given the data. ``contexts`` runs ``nn.GRU`` over a whole sequence at
-    once.
+    once; when gradients are on, it backpropagates through windows of ``bptt_window`` trials only (the states
+    are exact, the gradient truncated): backprop through 3,000 sequential GRU steps costs ~30x more than
+    through 30 windows of 100 run as one batch, and the reward histories a rule reads are far shorter.
 
     Parameters
     ----------
@@ -230,15 +232,22 @@ class GRURule(NeuralRule):
         Initial per-weight output scale.
     seed : int, optional
         Seed of the network's initialization.
+    bptt_window : int or None
+        Trials per window of the truncated backprop through the GRU in :meth:`contexts` (None: the whole
+        sequence). A training setting, not part of the model: it changes gradients, never values.
     """
 
     markov = False
 
     def __init__(self, n_features: int, *, hidden: tuple[int, ...] = (32, 32), gru_hidden: int = 16,
-                 activation: Activation = "relu", init_scale: float = 1e-3, seed: int | None = None) -> None:
+                 activation: Activation = "relu", init_scale: float = 1e-3, seed: int | None = None,
+                 bptt_window: int | None = 100) -> None:
+        if bptt_window is not None and bptt_window < 1:
+            raise ValueError(f"bptt_window must be a positive number of trials or None, got {bptt_window}")
         super().__init__(NeuralRuleConfig("gru", n_features, tuple(hidden), gru_hidden, activation, init_scale),
                          seed=seed)
         self.context_size = gru_hidden  # instance value shadows the ClassVar default of 0
+        self.bptt_window = bptt_window
 
     def _build(self) -> nn.Module:
         return _GRUNet(self.config)
@@ -253,9 +262,23 @@ class GRURule(NeuralRule):
         return self.contexts_from(params, context, x.unsqueeze(-2), y.unsqueeze(-1), r.unsqueeze(-1))[..., 0, :]
 
     def contexts(self, params: Params, x: Tensor, y: Tensor, r: Tensor) -> Tensor:
-        """Return the GRU states after each trial, shape ``(*batch, T, C)``, in one ``nn.GRU`` call."""
+        """Return the GRU states after each trial, shape ``(*batch, T, C)`` (truncated backprop, see above)."""
         context = self.init_context(params, x.shape[:-2], x.shape[-1]).to(x.dtype)
-        return self.contexts_from(params, context, x, y, r)
+        window, n_trials = self.bptt_window, x.shape[-2]
+        if window is None or n_trials <= window or not torch.is_grad_enabled():
+            return self.contexts_from(params, context, x, y, r)
+        with torch.no_grad():
+            exact = self.contexts_from(params, context, x, y, r)
+        n_windows = -(-n_trials // window)
+        starts = torch.cat([context.unsqueeze(-2), exact[..., window - 1::window, :][..., :n_windows - 1, :]], -2)
+        pad = n_windows * window - n_trials  # trailing padding cannot change earlier states
+
+        def windows(v: Tensor, event: int) -> Tensor:
+            v = nn.functional.pad(v, (0, 0) * event + (0, pad))
+            return v.reshape(*v.shape[:-1 - event], n_windows, window, *v.shape[v.dim() - event:])
+
+        out = self.contexts_from(params, starts, windows(x, 1), windows(y, 0), windows(r, 0))
+        return out.reshape(*x.shape[:-2], n_windows * window, self.context_size)[..., :n_trials, :]
 
     def contexts_from(self, params: Params, context: Tensor, x: Tensor, y: Tensor, r: Tensor) -> Tensor:
         """Return the states after each trial of ``(x, y, r)`` (``(*batch, T, ...)``) starting from ``context``.

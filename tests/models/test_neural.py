@@ -88,6 +88,36 @@ def test_gru_contexts_equal_step_by_step():
     assert (rule.contexts({}, x, y, r2)[:, -1] - fast[:, -1]).abs().max() > 1e-6
 
 
+def _gru_grads(rule, x, y, r, loss):
+    network = rule_network(rule)
+    network.zero_grad()
+    contexts = rule.contexts({}, x, y, r)
+    loss(contexts).backward()
+    return contexts.detach(), torch.cat([p.grad.flatten() for p in network.gru.parameters()])
+
+
+@pytest.mark.parametrize("batch", [(), (3,), (2, 2)])
+def test_gru_truncated_backprop_keeps_values_and_first_window_gradient(batch):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(*batch, 23, 2, generator=g)
+    y = (torch.rand(*batch, 23, generator=g) < 0.5).double()
+    r = (torch.rand(*batch, 23, generator=g) < 0.5).double()
+    full, short = GRURule(2, gru_hidden=4, seed=0, bptt_window=None), GRURule(2, gru_hidden=4, seed=0, bptt_window=5)
+    everything = lambda c: c.pow(2).sum()  # noqa: E731
+    first_window = lambda c: c[..., :5, :].pow(2).sum()  # noqa: E731
+    c_full, g_full = _gru_grads(full, x, y, r, everything)
+    c_short, g_short = _gru_grads(short, x, y, r, everything)
+    torch.testing.assert_close(c_short, c_full)  # the states are exact, 23 = 4 windows of 5 + 3
+    assert (g_short - g_full).abs().max() > 1e-6  # later windows do not see gradients through their start
+    # the first window has no history to truncate: its gradient is the full one
+    torch.testing.assert_close(_gru_grads(short, x, y, r, first_window)[1], _gru_grads(full, x, y, r, first_window)[1])
+    # a window as long as the sequence is no truncation at all
+    torch.testing.assert_close(_gru_grads(GRURule(2, gru_hidden=4, seed=0, bptt_window=23), x, y, r, everything)[1],
+                               g_full)
+    with pytest.raises(ValueError, match="bptt_window"):
+        GRURule(2, bptt_window=0)
+
+
 @pytest.mark.parametrize("kind", ["mlp", "gru"])
 def test_initial_rule_is_near_zero(kind):
     rule = make(kind, 2)
