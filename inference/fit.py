@@ -245,12 +245,21 @@ def _converged(trace: list[float], window: int, tol: float) -> bool:
 
 
 class _Closure:
-    """L-BFGS/Adam closure that caches the last point (L-BFGS re-evaluates the accepted point)."""
+    """L-BFGS/Adam closure that caches the last point (L-BFGS re-evaluates the accepted point).
+
+    With L-BFGS each evaluation's inner solve starts from the posterior of the best point evaluated so far, not
+    the last one: a line search tries points far out (measured: the ELBO at -4.4e9 with a learning rate near
+    1), whose posteriors are poor starts for the next trial near the current point, so the next solves ran to
+    the iteration cap, each step cost ~55 s and the fit stalled short of the optimum (REINFORCE+baseline on 16
+    fast learners x 3,000 trials stopped 44 nats lower).
+    """
 
     def __init__(self, objective: _Objective, opt: torch.optim.Optimizer) -> None:
         self.objective, self.opt = objective, opt
         self.values: list[float] = []
         self.cache: list = []
+        self.from_best = isinstance(opt, torch.optim.LBFGS)
+        self.best: tuple[float, Posterior] | None = None  # L-BFGS: the lowest loss evaluated and its posterior
 
     def same_point(self) -> bool:
         leaves = self.objective.theta.leaves()
@@ -265,7 +274,11 @@ class _Closure:
             self.values.append(self.cache[3])
             return self.cache[1]
         self.opt.zero_grad()
+        if self.best is not None:
+            self.objective.post = self.best[1]
         loss = self.objective()
+        if self.from_best and (self.best is None or float(loss.detach()) <= self.best[0]):
+            self.best = (float(loss.detach()), self.objective.post)
         loss.backward()
         self.values.append(self.objective.last_elbo)
         self.cache[:] = [[leaf.detach().clone() for leaf in leaves], loss.detach(),
@@ -373,6 +386,8 @@ def _optimize(objective: _Objective, config: FitConfig, progress: bool) -> tuple
     bar.close()
     if closure is None or not closure.same_point() or not objective.full:
         objective.full = True  # refresh every animal's posterior at the final hyperparameters
+        if closure is not None and closure.best is not None:
+            objective.post = closure.best[1]
         with torch.no_grad():
             objective()
     trace.append(float(objective.post.elbo.sum()))

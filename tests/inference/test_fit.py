@@ -374,3 +374,26 @@ def test_the_time_budget_stops_after_the_step_that_exceeds_it():
     data = small_cohort(n_trials=100)
     res = fit(data, config=FitConfig(param_posterior="none", time_budget_s=0.0, max_steps=50), seed=0)
     assert res.n_steps == 1 and not res.converged
+
+
+def test_each_lbfgs_inner_solve_starts_from_the_best_point_evaluated_so_far(monkeypatch):
+    # A line search's far-out trial points have posteriors that are poor starts near the current point.
+    truth = {"alpha": torch.tensor([0.2, 0.2]), "beta": torch.tensor(0.4)}
+    data, _ = helpers.simulate(ReinforceBaseline(), truth, n_animals=2, n_trials=300, sigma=0.01, seed=0)
+    evaluated, original = [], fit_module._Objective.__call__
+
+    def recording(self):
+        start = self.post
+        loss = original(self)
+        evaluated.append((start, float(loss.detach()), self.post))
+        return loss
+
+    monkeypatch.setattr(fit_module._Objective, "__call__", recording)
+    config = FitConfig(max_steps=10, param_posterior="none", dynamics=DynamicsConfig(sigma=0.05))
+    fit(data, rule=ReinforceBaseline(), config=config)
+    best, n_worse = (math.inf, None), 0
+    for start, loss, post in evaluated:
+        assert start is best[1]
+        n_worse += loss > best[0]
+        best = min(best, (loss, post), key=lambda b: b[0])
+    assert n_worse >= 1  # the line search did try a worse point, so "last" and "best" differed
