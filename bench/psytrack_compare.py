@@ -1,7 +1,7 @@
 """Random-walk fit of rat W053 (psytrack's sample data) against psytrack.hyperOpt, in the same run.
 
 Prints a table and writes bench/results/psytrack_compare.md and .csv. Features bias, s1, s2; psytrack's prior
-(sigInit = 16 fixed, no sigDay); sigma learned by both.
+(sigInit = 16 fixed, no sigDay); sigma learned by both. Each method runs twice and is timed by its fastest run.
 """
 
 import logging
@@ -22,6 +22,7 @@ from learnrules.models.dynamics import DynamicsConfig
 from report import markdown
 
 RESULTS = Path(__file__).with_name("results")
+REPEATS = 2
 
 
 def load_w053():
@@ -37,13 +38,19 @@ def main():
     data, raw = load_w053()
     weights = {"bias": 1, "s1": 1, "s2": 1}
     hyper = {"sigInit": 2 ** 4.0, "sigma": [2 ** -4.0] * 3, "sigDay": None}
-    start = time.perf_counter()
-    hyp, evd, w_mode, hess_info = hyperOpt(raw, hyper, weights, ["sigma"])
-    psy_s = time.perf_counter() - start
+    # Each method runs REPEATS times and is timed by its fastest run, as timeit does: a first run pays one-time
+    # costs (measured: our first fit 3.1 s, the same fit plus a Laplace step right after it 2.3 s).
+    psy_times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        hyp, evd, w_mode, hess_info = hyperOpt(raw, hyper, weights, ["sigma"])
+        psy_times.append(time.perf_counter() - start)
+    psy_s = min(psy_times)
     rows = []
     for posterior in ("none", "laplace"):
         config = FitConfig(dynamics=DynamicsConfig(sigma=2 ** -4.0, sigma_init=2 ** 4.0), param_posterior=posterior)
-        res = fit(data, features=("bias", "s1", "s2"), config=config)
+        runs = [fit(data, features=("bias", "s1", "s2"), config=config) for _ in range(REPEATS)]
+        res = min(runs, key=lambda r: r.elapsed_s)
         ours = res.weights_mean[0].T
         corr = [float(np.corrcoef(ours[i], w_mode[i])[0, 1]) for i in range(3)]
         sd_ratio = (res.weights_sd[0].T / hess_info["W_std"]).mean(1)
@@ -58,6 +65,8 @@ def main():
             "elbo_rel_diff": abs(res.elbo - evd) / abs(evd),
             "sd_ratio_mean": float(sd_ratio.mean()), "sd_rel_diff_mean": float(np.abs(sd_ratio - 1).mean()),
             "ours_s": res.elapsed_s, "psytrack_s": psy_s, "speedup": psy_s / res.elapsed_s,
+            "ours_runs_s": " ".join(f"{r.elapsed_s:.2f}" for r in runs),
+            "psytrack_runs_s": " ".join(f"{t:.2f}" for t in psy_times),
             "steps": res.n_steps, "converged": res.converged,
         })
     table = pd.DataFrame(rows)
@@ -65,7 +74,7 @@ def main():
     table.to_csv(RESULTS / "psytrack_compare.csv", index=False)
     show = table.T
     show.columns = [f"fit ({p} hyper-posterior)" for p in table["hyperparameter_posterior"]]
-    text = ("# Random walk on rat W053 vs psytrack.hyperOpt (same run, torch 1 thread)\n\n"
+    text = (f"# Random walk on rat W053 vs psytrack.hyperOpt (same run, torch 1 thread, fastest of {REPEATS} runs)\n\n"
             "Targets: corr >= 0.99, sigma within x1.5, ELBO within 0.5% of psytrack's log evidence, "
             "posterior SD within 20% on average, >= 10x faster.\n\n" + markdown(show, index=True, digits=6) + "\n")
     (RESULTS / "psytrack_compare.md").write_text(text)
