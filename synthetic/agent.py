@@ -115,7 +115,8 @@ def _history_columns(names: Sequence[str]) -> tuple[int | None, int | None]:
 
 def simulate_agents(rule: LearningRule, params: Mapping[str, Tensor], features: Tensor, answer: Tensor,
                     w0: Tensor, noise_sd: Tensor, generator: torch.Generator, *,
-                    feature_names: Sequence[str] = ()) -> AgentTrajectories:
+                    feature_names: Sequence[str] = (), reward_probability: Tensor | None = None
+                    ) -> AgentTrajectories:
     """Run the agents trial by trial, vectorized over animals.
 
     Parameters
@@ -137,6 +138,8 @@ def simulate_agents(rule: LearningRule, params: Mapping[str, Tensor], features: 
         Source of all randomness.
     feature_names : sequence of str
         Names of the columns of ``features``.
+    reward_probability : Tensor, shape (animals, T), optional
+        Probability that a correct choice is rewarded (None: always; errors never are).
 
     Returns
     -------
@@ -146,6 +149,9 @@ def simulate_agents(rule: LearningRule, params: Mapping[str, Tensor], features: 
     dtype = features.dtype
     uniforms = torch.rand(n_animals, n_trials, generator=generator, dtype=dtype)
     noise = torch.randn(n_animals, n_trials, k, generator=generator, dtype=dtype) * noise_sd
+    # drawn last and only when needed, so a seed's choices without reward blocks are as they always were
+    paid = None if reward_probability is None else \
+        torch.rand(n_animals, n_trials, generator=generator, dtype=dtype) < reward_probability
     prev_choice_col, prev_reward_col = _history_columns(feature_names)
     features = features.clone()
     weights, updates = torch.empty_like(features), torch.empty_like(features)
@@ -158,6 +164,8 @@ def simulate_agents(rule: LearningRule, params: Mapping[str, Tensor], features: 
             p = torch.sigmoid((w * x).sum(-1))
             y = (uniforms[:, t] < p).to(dtype)
             r = (y == answer[:, t]).to(dtype)
+            if paid is not None:
+                r = r * paid[:, t]
             dw, state = rule.step(params, state, w, x, y, r)
             weights[:, t], updates[:, t], probs[:, t], choices[:, t], rewards[:, t] = w, dw, p, y, r
             if t + 1 < n_trials:

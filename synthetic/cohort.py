@@ -110,7 +110,7 @@ def _table(subjects: list[str], trials: list, choice: np.ndarray, reward: np.nda
         "subject": subject, "session": tr.session, "trial": tr.trial, "contrastLeft": tr.contrast_left,
         "contrastRight": tr.contrast_right, "probabilityLeft": tr.probability_left,
         "answer": tr.answer.astype(np.int64), "choice": choice[i].astype(np.int64),
-        "reward": reward[i].astype(np.int64)})
+        "reward": reward[i].astype(np.int64), "rewardProbability": tr.reward_probability})
         for i, (subject, tr) in enumerate(zip(subjects, trials, strict=True))]
     return pd.concat(frames, ignore_index=True)
 
@@ -171,8 +171,10 @@ def simulate_cohort(rule: LearningRule, *, n_animals: int, n_trials: int,
     mean, spread = _per_feature(init_mean, k, "init_mean"), _per_feature(init_sd, k, "init_sd")
     w0 = torch.as_tensor(mean, dtype=dtype) + torch.as_tensor(spread, dtype=dtype) * torch.randn(
         n_animals, k, generator=generator, dtype=dtype)
+    paid = np.stack([tr.reward_probability for tr in trials])
     out = simulate_agents(rule, tensors, x, answer, w0, torch.as_tensor(sd, dtype=dtype), generator,
-                          feature_names=names)
+                          feature_names=names,
+                          reward_probability=None if (paid == 1).all() else torch.as_tensor(paid, dtype=dtype))
     subjects = [f"sim{i:03d}" for i in range(n_animals)]
     table = _table(subjects, trials, out.choice.numpy(), out.reward.numpy())
     logger.info("simulated %d animals x %d trials with %s (accuracy %.3f)", n_animals, n_trials, rule.name,

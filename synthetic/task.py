@@ -5,7 +5,9 @@ The International Brain Laboratory task (IBL et al., eLife 2021): a grating of c
 rewarded when it chose the stimulus side (on 0% trials the side is drawn but invisible). In the biased
 version each session opens with a 90-trial unbiased block, then alternates blocks in which the stimulus
 appears on the left with probability 0.8 or 0.2, with block lengths drawn from an exponential of mean 60
-truncated to [20, 100] trials.
+truncated to [20, 100] trials. Optionally a correct choice is rewarded only with a probability that switches
+between levels in blocks (as in probabilistic-reward tasks), so the reward rate moves independently of what
+the animal has learned.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class TaskTrials:
         Session index, 0-based.
     trial : ndarray of int, shape (trials,)
         Trial number within its session, 0-based.
+    reward_probability : ndarray of float, shape (trials,)
+        Probability that a correct choice is rewarded (errors never are).
     """
 
     contrast_left: np.ndarray
@@ -41,6 +45,7 @@ class TaskTrials:
     probability_left: np.ndarray
     session: np.ndarray
     trial: np.ndarray
+    reward_probability: np.ndarray
 
     @property
     def signed_contrast(self) -> np.ndarray:
@@ -69,6 +74,10 @@ class IBLTask:
         Block lengths are truncated to this inclusive range.
     bias_levels : tuple of float
         probabilityLeft of the two kinds of biased blocks.
+    reward_levels : tuple of float
+        Probability that a correct choice is rewarded. With several levels it cycles through them in blocks
+        whose lengths are drawn like the side blocks' (``block_mean``, ``block_range``), from a random level
+        at each session start, independently of the side blocks.
     """
 
     contrasts: tuple[float, ...] = (0.0, 0.0625, 0.125, 0.25, 0.5, 1.0)
@@ -78,6 +87,7 @@ class IBLTask:
     block_mean: float = 60.0
     block_range: tuple[int, int] = (20, 100)
     bias_levels: tuple[float, float] = (0.2, 0.8)
+    reward_levels: tuple[float, ...] = (1.0,)
 
     def __post_init__(self) -> None:
         if not self.contrasts or min(self.contrasts) < 0 or max(self.contrasts) > 1:
@@ -87,6 +97,8 @@ class IBLTask:
         low, high = self.block_range
         if not 1 <= low <= high:
             raise ValueError(f"block_range must satisfy 1 <= low <= high, got {self.block_range}")
+        if not self.reward_levels or min(self.reward_levels) < 0 or max(self.reward_levels) > 1:
+            raise ValueError(f"reward_levels must be a non-empty set of values in [0, 1], got {self.reward_levels}")
 
     def _block_lengths(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Draw ``n`` truncated-exponential block lengths by rejection."""
@@ -114,6 +126,15 @@ class IBLTask:
             level = 1 - level
         return prior
 
+    def _session_reward(self, length: int, rng: np.random.Generator) -> np.ndarray:
+        """Return the reward probability of a correct choice for one session of ``length`` trials."""
+        levels = np.asarray(self.reward_levels, dtype=float)
+        if len(levels) == 1:  # no draws: the other streams of a seed stay as they were before reward blocks
+            return np.full(length, levels[0])
+        sizes = self._block_lengths(rng, length // self.block_range[0] + 1)
+        block = np.repeat(np.arange(len(sizes)), sizes)[:length]
+        return levels[(int(rng.integers(len(levels))) + block) % len(levels)]
+
     def generate(self, n_trials: int, rng: np.random.Generator) -> TaskTrials:
         """Draw the stimuli and correct sides of ``n_trials`` consecutive trials.
 
@@ -136,6 +157,9 @@ class IBLTask:
                                 for s in range(int(session.max(initial=-1)) + 1)] or [np.zeros(0)])
         answer = (rng.random(n_trials) >= prior).astype(float)  # stimulus on the left with probability prior
         contrast = np.asarray(self.contrasts, dtype=float)[rng.integers(len(self.contrasts), size=n_trials)]
+        reward = np.concatenate([self._session_reward(int((session == s).sum()), rng)
+                                 for s in range(int(session.max(initial=-1)) + 1)] or [np.zeros(0)])
         return TaskTrials(contrast_left=np.where(answer == 0, contrast, 0.0),
                           contrast_right=np.where(answer == 1, contrast, 0.0),
-                          answer=answer, probability_left=prior, session=session, trial=trial)
+                          answer=answer, probability_left=prior, session=session, trial=trial,
+                          reward_probability=reward)

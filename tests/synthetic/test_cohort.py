@@ -78,7 +78,7 @@ def test_table_schema_and_ibl_coding():
     cohort = simulate_cohort(ReinforceBaseline(), n_animals=2, n_trials=300, seed=5)
     t = cohort.table
     assert list(t.columns) == ["subject", "session", "trial", "contrastLeft", "contrastRight", "probabilityLeft",
-                               "answer", "choice", "reward"]
+                               "answer", "choice", "reward", "rewardProbability"]
     assert set(t["choice"]) <= {0, 1} and set(t["reward"]) <= {0, 1}
     np.testing.assert_array_equal(t["reward"], (t["choice"] == t["answer"]).astype(int))
     ibl = cohort.to_ibl_table()
@@ -133,3 +133,16 @@ def test_true_values_name_the_ground_truth_as_a_fit_reports_it():
     np.testing.assert_allclose(truth["alpha_minus"], [0.02, 0.04])
     np.testing.assert_allclose(truth["alpha"], [0.08, 0.14])
     np.testing.assert_allclose(truth["sigma"], [0.01, 0.02])
+
+
+def test_correct_choices_are_rewarded_at_the_block_probability_and_errors_never():
+    task = IBLTask(session_length=1000, reward_levels=(1.0, 0.4))
+    cohort = simulate_cohort(ReinforceBaseline(), n_animals=4, n_trials=4000, task=task, seed=2)
+    t = cohort.table
+    correct = t["choice"] == t["answer"]
+    assert (t.loc[~correct, "reward"] == 0).all()
+    for level in (1.0, 0.4):
+        paid = t.loc[correct & (t["rewardProbability"] == level), "reward"]
+        assert abs(paid.mean() - level) < 4 * np.sqrt(level * (1 - level) / len(paid)) + 1e-12
+    plain = simulate_cohort(ReinforceBaseline(), n_animals=4, n_trials=4000, seed=2)
+    np.testing.assert_array_equal(plain.table["reward"], plain.table["choice"] == plain.table["answer"])

@@ -1,4 +1,4 @@
-"""The IBL-like task: contrasts, sides, sessions, biased blocks."""
+"""The IBL-like task: contrasts, sides, sessions, biased blocks, reward-probability blocks."""
 
 import numpy as np
 import pytest
@@ -45,3 +45,24 @@ def test_task_is_reproducible_and_validated():
         IBLTask(contrasts=(0.0, 2.0))
     with pytest.raises(ValueError, match="session_length"):
         IBLTask(session_length=0)
+    with pytest.raises(ValueError, match="reward_levels"):
+        IBLTask(reward_levels=(1.0, 1.5))
+
+
+def test_reward_blocks_cycle_in_blocks_and_leave_the_stimuli_as_they_were():
+    plain = IBLTask(session_length=2000).generate(8000, np.random.default_rng(3))
+    tr = IBLTask(session_length=2000, reward_levels=(1.0, 0.6, 0.3)).generate(8000, np.random.default_rng(3))
+    assert (plain.reward_probability == 1).all()
+    np.testing.assert_array_equal(tr.answer, plain.answer)  # reward blocks are drawn after everything else
+    np.testing.assert_array_equal(tr.signed_contrast, plain.signed_contrast)
+    firsts = set()
+    for s in range(4):
+        level = tr.reward_probability[tr.session == s]
+        firsts.add(level[0])
+        changes = np.flatnonzero(np.diff(level)) + 1
+        lengths = np.diff(np.concatenate([[0], changes]))
+        assert lengths.min() >= 20 and lengths.max() <= 100 and 40 < lengths.mean() < 80
+        order = {1.0: 0, 0.6: 1, 0.3: 2}
+        steps = [(order[b] - order[a]) % 3 for a, b in zip(level[changes - 1], level[changes], strict=True)]
+        assert set(steps) == {1}  # each block moves to the next level
+    assert len(firsts) > 1  # sessions open on a random level
