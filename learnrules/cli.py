@@ -64,6 +64,26 @@ def _widths(text: str) -> tuple[int, ...]:
     return tuple(int(t) for t in parts)
 
 
+def _probabilities(text: str) -> tuple[float, ...]:
+    """Parse ``--reward-levels``: comma-separated probabilities."""
+    try:
+        levels = tuple(float(t) for t in text.split(","))
+    except ValueError:
+        levels = ()
+    if not levels or not all(0 <= v <= 1 for v in levels):
+        raise argparse.ArgumentTypeError(f"must be comma-separated probabilities such as 1,0.5, got {text!r}")
+    return levels
+
+
+def _simulation(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--animals", type=int, default=5, help="number of animals (default 5)")
+    p.add_argument("--trials", type=int, default=2000, help="trials per animal (default 2000)")
+    p.add_argument("--sigma", type=float, default=0.02, help="weight noise sd per trial (default 0.02)")
+    p.add_argument("--reward-levels", type=_probabilities, default=(1.0,),
+                   help="probability that a correct choice is rewarded; several values cycle in blocks of 20-100 "
+                        "trials, e.g. 1,0.5 (default 1)")
+
+
 def _fitting(p: argparse.ArgumentParser, *, draws: bool = True) -> None:
     p.add_argument("--features", default="bias,stimulus",
                    help="comma-separated GLM features: bias, stimulus, stimulus_left, stimulus_right, prev_choice, "
@@ -112,9 +132,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
                                    "updates) and TABLE.json (rule, parameters, seed).",
                        epilog="example: learnrules simulate --rule reinforce --animals 5 --trials 2000 --out sim.csv")
     p.add_argument("--rule", default="reinforce-baseline", help="a parametric rule (default reinforce-baseline)")
-    p.add_argument("--animals", type=int, default=5, help="number of animals (default 5)")
-    p.add_argument("--trials", type=int, default=2000, help="trials per animal (default 2000)")
-    p.add_argument("--sigma", type=float, default=0.02, help="weight noise sd per trial (default 0.02)")
+    _simulation(p)
     p.add_argument("--features", default="bias,stimulus", help="GLM features of the agents (default bias,stimulus)")
     p.add_argument("--coding", choices=("binary", "ibl"), default="binary",
                    help="choice coding of the table: binary (1 = right) or ibl (ALF: -1 = right)")
@@ -144,9 +162,7 @@ def _add_recover(sub: argparse._SubParsersAction) -> None:
                        epilog="example: learnrules recover --rule reinforce --fit-rule mlp --out rec")
     p.add_argument("--rule", default="reinforce-baseline", help="true (simulated) parametric rule")
     p.add_argument("--fit-rule", default=None, help="rule to fit (default: the true rule)")
-    p.add_argument("--animals", type=int, default=5, help="number of animals (default 5)")
-    p.add_argument("--trials", type=int, default=2000, help="trials per animal (default 2000)")
-    p.add_argument("--sigma", type=float, default=0.02, help="weight noise sd per trial (default 0.02)")
+    _simulation(p)
     p.add_argument("--out", required=True, help="output folder (created)")
     _fitting(p)
     _common(p)

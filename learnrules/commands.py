@@ -35,6 +35,7 @@ from learnrules.synthetic.recovery import (
     update_rmse,
     visited_states,
 )
+from learnrules.synthetic.task import IBLTask
 from learnrules.workflow import RULE_NAMES, FitPredictor, FittedModel, fit_model, parse_list, score_summary
 
 __all__ = ["cmd_compare", "cmd_fit", "cmd_recover", "cmd_simulate", "emit", "progress_flag", "run_compare"]
@@ -129,7 +130,8 @@ def _simulate(args: argparse.Namespace, features: Sequence[str], *, seed: int | 
     if args.animals < 1 or args.trials < 2:
         raise ValueError(f"--animals must be >= 1 and --trials >= 2, got {args.animals} and {args.trials}")
     return simulate_cohort(make_rule(args.rule), n_animals=args.animals, n_trials=args.trials, sigma=args.sigma,
-                           features=features, seed=seed, dtype=torch.float64)
+                           features=features, task=IBLTask(reward_levels=args.reward_levels), seed=seed,
+                           dtype=torch.float64)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -141,15 +143,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise ValueError(f"--out must name a .csv file, got {str(out)!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
     table = cohort.to_ibl_table() if args.coding == "ibl" else cohort.table
+    accuracy = float((cohort.table["choice"] == cohort.table["answer"]).mean())
     table.to_csv(out, index=False)
     side = out.with_name(out.stem + ".weights.csv")
     _weights_frame(cohort).to_csv(side, index=False)
     meta = out.with_name(out.stem + ".json")
     write_json(meta, {"rule": args.rule, "params": cohort.params, "sigma": cohort.sigma, "seed": args.seed,
                       "features": list(features), "n_animals": args.animals, "n_trials": args.trials,
-                      "coding": args.coding, "accuracy": float(cohort.table["reward"].mean())})
+                      "coding": args.coding, "reward_levels": list(args.reward_levels), "accuracy": accuracy,
+                      "reward_rate": float(cohort.table["reward"].mean())})
     emit(f"simulated {args.animals} animals x {args.trials} trials with {args.rule} "
-         f"(accuracy {cohort.table['reward'].mean():.3f})\ntrials: {out}\ntrue weights: {side}\nmetadata: {meta}")
+         f"(accuracy {accuracy:.3f})\ntrials: {out}\ntrue weights: {side}\nmetadata: {meta}")
     return 0
 
 

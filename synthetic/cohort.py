@@ -178,7 +178,7 @@ def simulate_cohort(rule: LearningRule, *, n_animals: int, n_trials: int,
     subjects = [f"sim{i:03d}" for i in range(n_animals)]
     table = _table(subjects, trials, out.choice.numpy(), out.reward.numpy())
     logger.info("simulated %d animals x %d trials with %s (accuracy %.3f)", n_animals, n_trials, rule.name,
-                float(out.reward.mean()))
+                float((out.choice == answer).to(dtype).mean()))
     return SimulatedCohort(table=table, weights=out.weights.numpy(), updates=out.updates.numpy(),
                            choice_prob=out.choice_prob.numpy(), features=out.features.numpy(),
                            feature_names=names, params={n: v.numpy().copy() for n, v in tensors.items()},

@@ -65,6 +65,19 @@ def test_simulate_is_seeded(table, tmp_path):
     assert not pd.read_csv(table)["choice"].equals(pd.read_csv(other)["choice"])
 
 
+def test_simulate_with_reward_blocks_pays_correct_choices_at_the_block_rates(tmp_path):
+    out = tmp_path / "blocks.csv"
+    assert cli.main(["simulate", "--animals", "2", "--trials", "1000", "--reward-levels", "1,0.5", "--seed", "1",
+                     "-q", "--out", str(out)]) == 0
+    t = pd.read_csv(out)
+    correct = t["choice"] == t["answer"]
+    paid = t.loc[correct].groupby("rewardProbability")["reward"].mean()
+    assert paid[1.0] == 1 and abs(paid[0.5] - 0.5) < 0.06 and (t.loc[~correct, "reward"] == 0).all()
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["reward_levels"] == [1.0, 0.5] and meta["accuracy"] == pytest.approx(correct.mean())
+    assert meta["reward_rate"] < meta["accuracy"]
+
+
 def test_fit_writes_every_output_and_each_parses(table, tmp_path):
     out = tmp_path / "fit"
     proc = run("fit", str(table), "--rule", "reinforce-baseline", "--max-steps", "3", "--draws", "10",

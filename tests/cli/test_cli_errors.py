@@ -94,6 +94,7 @@ def test_empty_or_garbage_file(text, words, tmp_path, capsys):
     (["compare", "{good}", "--rules", "zero", "--folds", "5", "--out", "{out}"], ["k must be"]),
     (["simulate", "--rule", "mlp", "--out", "{out}.csv"], ["mlp", "cannot simulate"]),
     (["simulate", "--animals", "0", "--out", "{out}.csv"], ["--animals"]),
+    (["simulate", "--reward-levels", "1,1.5", "--out", "{out}.csv"], ["--reward-levels", "1,1.5"]),
     (["fit", "{good}", "--out", "{out}", "--max-steps", "0"], ["--max-steps"]),
     (["fit", "{good}", "--out", "{out}", "--max-steps", "many"], ["--max-steps", "many"]),
     (["fit", "{good}"], ["--out"]),
@@ -104,7 +105,8 @@ def test_empty_or_garbage_file(text, words, tmp_path, capsys):
     (["fit", "{good}", "--rule", "mlp", "--hidden", "wide", "--out", "{out}"], ["--hidden", "wide"]),
     (["fit", "{good}", "--rule", "mlp", "--activation", "sigmoid", "--out", "{out}"], ["--activation", "sigmoid"]),
 ], ids=["nonexistent file", "unknown rule", "unknown feature", "duplicate feature", "unknown rule in list",
-        "more folds than animals", "simulate a neural rule", "zero animals", "zero steps", "non-integer option",
+        "more folds than animals", "simulate a neural rule", "zero animals", "reward probability above 1",
+        "zero steps", "non-integer option",
         "missing --out", "unknown command", "zero threads", "zero draws", "zero width", "non-integer width",
         "unknown activation"])
 def test_bad_arguments(args, words, tmp_path, capsys):
