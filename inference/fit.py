@@ -277,8 +277,9 @@ class _Closure:
         if self.best is not None:
             self.objective.post = self.best[1]
         loss = self.objective()
-        if self.from_best and (self.best is None or float(loss.detach()) <= self.best[0]):
-            self.best = (float(loss.detach()), self.objective.post)
+        value = float(loss.detach())
+        if self.from_best and (self.best is None or value <= self.best[0]):
+            self.best = (value, self.objective.post)
         loss.backward()
         self.values.append(self.objective.last_elbo)
         self.cache[:] = [[leaf.detach().clone() for leaf in leaves], loss.detach(),

@@ -12,6 +12,7 @@ the animal has learned.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,13 +154,18 @@ class IBLTask:
             raise ValueError(f"n_trials must be non-negative, got {n_trials}")
         session = np.arange(n_trials) // self.session_length
         trial = np.arange(n_trials) % self.session_length
-        prior = np.concatenate([self._session_prior(int((session == s).sum()), rng)
-                                for s in range(int(session.max(initial=-1)) + 1)] or [np.zeros(0)])
+        prior = _by_session(self._session_prior, session, rng)
         answer = (rng.random(n_trials) >= prior).astype(float)  # stimulus on the left with probability prior
         contrast = np.asarray(self.contrasts, dtype=float)[rng.integers(len(self.contrasts), size=n_trials)]
-        reward = np.concatenate([self._session_reward(int((session == s).sum()), rng)
-                                 for s in range(int(session.max(initial=-1)) + 1)] or [np.zeros(0)])
+        reward = _by_session(self._session_reward, session, rng)
         return TaskTrials(contrast_left=np.where(answer == 0, contrast, 0.0),
                           contrast_right=np.where(answer == 1, contrast, 0.0),
                           answer=answer, probability_left=prior, session=session, trial=trial,
                           reward_probability=reward)
+
+
+def _by_session(make: Callable[[int, np.random.Generator], np.ndarray], session: np.ndarray,
+                rng: np.random.Generator) -> np.ndarray:
+    """Concatenate ``make(length, rng)`` over the sessions, in order."""
+    lengths = np.bincount(session) if len(session) else np.zeros(0, dtype=np.int64)
+    return np.concatenate([make(int(n), rng) for n in lengths] or [np.zeros(0)])
