@@ -12,6 +12,7 @@ Parts (run one at a time; each replaces its rows of results/neural_vi.csv and re
 - ``gru``: GRU vs MLP rule (both by VI) on a reward-history-gated cohort and on a REINFORCE cohort: held-out-
   animal log-likelihood per trial (Gaussian assumed-density filter), paired difference over animals with SE;
   also a fitted REINFORCE+baseline (Markov), whose gap to the oracle bounds what reward history is worth.
+  ``gru-blocks``: the same where correct choices are rewarded with probability 1 or 0.3 in blocks.
 - ``rat``: psytrack's rat W053, held-out sessions (5-fold, masked): MLP, GRU, random walk, REINFORCE+baseline.
 - ``recovery``: MLP by VI on noise-free and sigma = 0.01 REINFORCE and on the asymmetric rule: relative RMSE of
   the inferred update on the visited states, held-out-animal gap to the oracle.
@@ -26,6 +27,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +45,7 @@ from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import GRURule, MLPRule
 from learnrules.models.rule import LearningRule
 from learnrules.other_rules import make_rule
-from learnrules.synthetic import SimulatedCohort, simulate_cohort
+from learnrules.synthetic import IBLTask, SimulatedCohort, simulate_cohort
 
 RESULTS = Path(__file__).parent / "results"
 CSV = RESULTS / "neural_vi.csv"
@@ -187,24 +189,41 @@ def fit_vi(train: CohortTensors, rule, budget: float, batch: int | None = None) 
     return fit(train, rule=rule, seed=0, config=vi_config(time_budget_s=budget, batch_size=batch))
 
 
-# GRU cohorts: (true rule, parameters). The reward-gated rule's rate is alpha0 + alpha1 * (reward average).
+@dataclass(frozen=True)
+class GRUCohort:
+    """A simulated cohort of the GRU-vs-MLP comparison: true rule, its parameters, task and weight noise."""
+
+    rule: str
+    params: dict | None = None
+    task: IBLTask = IBLTask()
+    sigma: float = 0.01
+
+
+# The reward-gated rule's rate is alpha0 + alpha1 * (reward average).
 GRU_COHORTS = {
     # rate 0.002 .. 0.082, reward average over ~5 trials
-    "reward-gated": ("reward-gated", {"alpha0": 0.002, "alpha1": 0.08, "beta": 0.5, "eta": 0.2}),
+    "reward-gated": GRUCohort("reward-gated", {"alpha0": 0.002, "alpha1": 0.08, "beta": 0.5, "eta": 0.2}),
     # rate 0.0005 .. 0.2, over ~20 trials (measured, markov_minus_oracle: history is worth 0.00026 nats/trial
     # here, 0.00018 above)
-    "reward-gated-strong": ("reward-gated", {"alpha0": 0.0005, "alpha1": 0.2, "beta": 0.5, "eta": 0.05}),
-    "reinforce": ("reinforce", None),
+    "reward-gated-strong": GRUCohort("reward-gated", {"alpha0": 0.0005, "alpha1": 0.2, "beta": 0.5, "eta": 0.05}),
+    "reinforce": GRUCohort("reinforce"),
+}
+# Correct choices paid with probability 1 or 0.3 in blocks, so the reward rate (and the gated rate) moves on
+# its own; weight noise 0.001, so the filter forgives a wrong rule less (scratch: history worth 0.00081).
+GRU_BLOCK_COHORTS = {
+    "reward-blocks": GRUCohort("reward-gated", {"alpha0": 0.0005, "alpha1": 0.2, "beta": 0.5, "eta": 0.05},
+                               IBLTask(reward_levels=(1.0, 0.3)), sigma=0.001),
+    "reinforce-blocks": GRUCohort("reinforce", None, IBLTask(reward_levels=(1.0, 0.3)), sigma=0.001),
 }
 
 
-def part_gru(args: argparse.Namespace) -> list[tuple[str, object]]:
+def part_gru(args: argparse.Namespace, cohorts: dict[str, GRUCohort] = GRU_COHORTS) -> list[tuple[str, object]]:
     """GRU vs MLP by VI on reward-gated cohorts and on a REINFORCE cohort (held-out animals, ADF)."""
     rows: list[tuple[str, object]] = []
-    for name, (rule_name, params) in GRU_COHORTS.items():
-        truth = make_rule(rule_name)
-        sim = simulate_cohort(truth, n_animals=args.animals + args.heldout, n_trials=args.trials, sigma=0.01,
-                              seed=1, params=params)
+    for name, cohort in cohorts.items():
+        truth = make_rule(cohort.rule)
+        sim = simulate_cohort(truth, n_animals=args.animals + args.heldout, n_trials=args.trials,
+                              sigma=cohort.sigma, seed=1, params=cohort.params, task=cohort.task)
         train = cohort_of(sim, np.arange(args.animals))
         test = cohort_of(sim, np.arange(args.animals, args.animals + args.heldout))
         scores = {}
@@ -215,7 +234,7 @@ def part_gru(args: argparse.Namespace) -> list[tuple[str, object]]:
             rows.append((f"{name}_{label}_heldout_ll", float(scores[label].mean())))
             rows.append((f"{name}_{label}_fit", f"{res.n_steps} steps, {res.elapsed_s:.0f} s, sigma "
                                                 f"{np.round(res.sigma, 4).tolist()}"))
-        oracle = gaussian_filter_loglik(test, truth, sim.params, sigma=0.01, init_mean=0.0, init_sd=0.5)
+        oracle = gaussian_filter_loglik(test, truth, sim.params, sigma=cohort.sigma, init_mean=0.0, init_sd=0.5)
         scores["oracle"] = per_animal(oracle)
         rows.append((f"{name}_oracle_heldout_ll", oracle.nats_per_trial))
         # a Markov rule with the true rule's form but no history: oracle minus it bounds what history is worth
@@ -229,9 +248,14 @@ def part_gru(args: argparse.Namespace) -> list[tuple[str, object]]:
             rows.append((f"{name}_{label}_minus_{other}", f"{d:+.5f} +- {se:.5f} (SE over {args.heldout} held-out "
                                                           f"animals)"))
     rows.append(("gru_cohorts", f"{args.animals} train + {args.heldout} held-out animals x {args.trials} trials, "
-                                f"sigma 0.01, rules {GRU_COHORTS}, markov = REINFORCE+baseline fitted by VI, batch "
+                                f"{cohorts}, markov = REINFORCE+baseline fitted by VI, batch "
                                 f"{args.batch} animals/step, budget {args.budget:.0f} s per neural fit"))
     return rows
+
+
+def part_gru_blocks(args: argparse.Namespace) -> list[tuple[str, object]]:
+    """GRU vs MLP where the reward rate moves in blocks of its own (``GRU_BLOCK_COHORTS``)."""
+    return part_gru(args, GRU_BLOCK_COHORTS)
 
 
 def part_rat(args: argparse.Namespace) -> list[tuple[str, object]]:
@@ -306,6 +330,7 @@ def part_recovery(args: argparse.Namespace) -> list[tuple[str, object]]:
 
 
 PARTS = {"speed": part_speed, "speed-curve": part_speed_curve, "speed-filter": part_speed_filter, "gru": part_gru,
+         "gru-blocks": part_gru_blocks,
          "rat": part_rat, "recovery": part_recovery}
 
 
