@@ -199,20 +199,20 @@ class GRUCohort:
     sigma: float = 0.01
 
 
-# The reward-gated rule's rate is alpha0 + alpha1 * (reward average).
+# The reward-gated rule's rate is alpha0 + alpha1 * (reward average). Strong gating: rate 0.0005 .. 0.2, the
+# reward averaged over ~20 trials.
+STRONG_GATING = {"alpha0": 0.0005, "alpha1": 0.2, "beta": 0.5, "eta": 0.05}
 GRU_COHORTS = {
     # rate 0.002 .. 0.082, reward average over ~5 trials
     "reward-gated": GRUCohort("reward-gated", {"alpha0": 0.002, "alpha1": 0.08, "beta": 0.5, "eta": 0.2}),
-    # rate 0.0005 .. 0.2, over ~20 trials (measured, markov_minus_oracle: history is worth 0.00026 nats/trial
-    # here, 0.00018 above)
-    "reward-gated-strong": GRUCohort("reward-gated", {"alpha0": 0.0005, "alpha1": 0.2, "beta": 0.5, "eta": 0.05}),
+    # measured, markov_minus_oracle: history is worth 0.00026 nats/trial here, 0.00018 above
+    "reward-gated-strong": GRUCohort("reward-gated", STRONG_GATING),
     "reinforce": GRUCohort("reinforce"),
 }
 # Correct choices paid with probability 1 or 0.3 in blocks, so the reward rate (and the gated rate) moves on
 # its own; weight noise 0.001, so the filter forgives a wrong rule less (scratch: history worth 0.00081).
 GRU_BLOCK_COHORTS = {
-    "reward-blocks": GRUCohort("reward-gated", {"alpha0": 0.0005, "alpha1": 0.2, "beta": 0.5, "eta": 0.05},
-                               IBLTask(reward_levels=(1.0, 0.3)), sigma=0.001),
+    "reward-blocks": GRUCohort("reward-gated", STRONG_GATING, IBLTask(reward_levels=(1.0, 0.3)), sigma=0.001),
     "reinforce-blocks": GRUCohort("reinforce", None, IBLTask(reward_levels=(1.0, 0.3)), sigma=0.001),
 }
 

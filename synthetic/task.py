@@ -167,5 +167,4 @@ class IBLTask:
 def _by_session(make: Callable[[int, np.random.Generator], np.ndarray], session: np.ndarray,
                 rng: np.random.Generator) -> np.ndarray:
     """Concatenate ``make(length, rng)`` over the sessions, in order."""
-    lengths = np.bincount(session) if len(session) else np.zeros(0, dtype=np.int64)
-    return np.concatenate([make(int(n), rng) for n in lengths] or [np.zeros(0)])
+    return np.concatenate([make(int(n), rng) for n in np.bincount(session)] or [np.zeros(0)])
