@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from learnrules.inference.parallel_rollout import parallel_trajectory
 from learnrules.inference.rollout import (
     constrained_params,
     estimate_initial_weights,
@@ -46,6 +47,9 @@ __all__ = ["RolloutConfig", "RolloutResult", "fit_rollout"]
 
 logger = logging.getLogger(__name__)
 
+_DIVERGED_LOSS = 1e10
+"""Loss per trial an L-BFGS line search is told for a diverging rollout: far above any finite rollout's."""
+
 
 @dataclass(frozen=True)
 class RolloutConfig:
@@ -58,11 +62,14 @@ class RolloutConfig:
     optimizer : {"adam", "lbfgs"}
         "adam": the options below. "lbfgs": full-batch L-BFGS with a strong-Wolfe line search on the
         untruncated rollout likelihood, one step of up to ``lbfgs_iter`` iterations per epoch; ``lr``,
-        ``init_lr``, ``lr_decay``, ``tbptt``, ``update``, ``batch_size`` and ``clip_norm`` do not apply. A step
-        whose line search reaches a diverging rollout is undone and L-BFGS restarted; a second in a row stops
-        the fit, keeping the last finite state.
+        ``init_lr``, ``lr_decay``, ``tbptt``, ``update``, ``batch_size`` and ``clip_norm`` do not apply. A
+        line-search trial whose rollout diverges counts as a very high loss, so the search backs off from it.
     lbfgs_iter : int
         Iterations (function evaluations are more, for the line search) per L-BFGS step.
+    solver : {"parallel", "sequential"}
+        How L-BFGS evaluates the rollout: "parallel" solves all trials at once by Newton iterations started
+        from the previous evaluation's trajectory (:mod:`~learnrules.inference.parallel_rollout`; same values
+        and gradients, several times faster on long sequences); "sequential" steps through the trials.
     lr : float
         Adam learning rate of the rule (network weights or unconstrained parameters).
     init_lr : float
@@ -105,6 +112,7 @@ class RolloutConfig:
     epochs: int = 100
     optimizer: Literal["adam", "lbfgs"] = "adam"
     lbfgs_iter: int = 20
+    solver: Literal["parallel", "sequential"] = "parallel"
     lr: float = 3e-3
     init_lr: float = 3e-2
     lr_decay: float = 1.0
@@ -197,6 +205,9 @@ class _Trainer:
         self.scheduler = (torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_decay)
                           if config.optimizer == "adam" else None)
         self.n_updates = 0
+        self.guess: Tensor | None = None  # last rollout solved in parallel, to start the next one
+        self.newton_iterations: list[int] = []
+        self.diverged_trials = 0  # L-BFGS line-search trials whose rollout diverged
 
     def params(self) -> dict[str, Tensor]:
         return constrained_params(self.rule, self.raw)
@@ -252,11 +263,12 @@ class _Trainer:
             self._step(epoch)
         return nll_sum, n_total
 
-    def lbfgs_step(self, epoch: int) -> tuple[float, int] | None:
-        """One full-batch L-BFGS step; the summed NLL before it and the observed trials, or None if it diverged.
+    def lbfgs_step(self, epoch: int) -> tuple[float, int]:
+        """One full-batch L-BFGS step; the summed NLL before it and the observed trials.
 
-        A diverged step (a non-finite loss inside the line search) is undone: the state before it is restored
-        and the L-BFGS history dropped, so the next step starts as gradient descent.
+        A line-search trial whose rollout diverges (a non-finite loss) is reported to the line search as a
+        loss of ``_DIVERGED_LOSS`` with a zero gradient, so that it backtracks towards the finite side; the
+        point L-BFGS keeps is always one it evaluated as finite and better.
         """
         c = self.cohort
         mask = c.observed & c.valid
@@ -264,27 +276,34 @@ class _Trainer:
 
         def closure() -> Tensor:
             self.optimizer.zero_grad()
-            weights, _, _ = rollout_trajectory(self.rule, self.params(), c.features, c.choice, c.reward, mask,
-                                               self.initial())
+            weights = self.trajectory(mask)
             nll = -(trial_loglik(weights, c.features, c.choice) * mask).sum()
             calls.append(float(nll.detach()))
-            if not math.isfinite(calls[-1]):
+            if math.isfinite(calls[-1]):
+                loss = nll / max(n_total, 1) + self.penalty()
+                loss.backward()
+                return loss
+            if len(calls) == 1:  # the starting state itself
                 raise FloatingPointError(f"non-finite loss at epoch {epoch}: the rolled-out weights diverged")
-            loss = nll / max(n_total, 1) + self.penalty()
-            loss.backward()
-            return loss
+            self.diverged_trials += 1
+            return torch.tensor(_DIVERGED_LOSS, dtype=nll.dtype)
 
-        before = self.snapshot()
-        try:
-            self.optimizer.step(closure)
-        except FloatingPointError:
-            if len(calls) == 1:  # the starting state itself: nothing to keep
-                raise
-            self.restore(before)
-            self.optimizer.state.clear()  # its history points into the diverging region
-            return None
+        self.optimizer.step(closure)
         self.n_updates += 1
         return calls[0], n_total
+
+    def trajectory(self, mask: Tensor) -> Tensor:
+        """Weights of the whole rollout under the current state, with gradients (for L-BFGS)."""
+        c = self.cohort
+        if self.config.solver == "sequential":
+            return rollout_trajectory(self.rule, self.params(), c.features, c.choice, c.reward, mask,
+                                      self.initial())[0]
+        solved = parallel_trajectory(self.rule, self.params(), c.features, c.choice, c.reward, mask, self.initial(),
+                                     guess=self.guess)
+        self.newton_iterations.append(solved.iterations)
+        if torch.isfinite(solved.weights).all():  # the next evaluation starts from here
+            self.guess = solved.weights.detach()
+        return solved.weights
 
     def snapshot(self) -> dict[str, Any]:
         state = {k: v.detach().clone() for k, v in self.raw.items()}
@@ -343,26 +362,18 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
         raise ValueError("config.patience needs a validation cohort")
     if config.optimizer not in ("adam", "lbfgs"):
         raise ValueError(f"config.optimizer must be 'adam' or 'lbfgs', got {config.optimizer!r}")
+    if config.solver not in ("parallel", "sequential"):
+        raise ValueError(f"config.solver must be 'parallel' or 'sequential', got {config.solver!r}")
     generator = torch.Generator()
     generator.manual_seed(seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_()))
     trainer = _Trainer(cohort, rule, params, init_weights, config)
     t0, losses, val, best = time.perf_counter(), [], [], (-math.inf, None, 0)
     bar = tqdm(range(config.epochs), disable=not (sys.stderr.isatty() if progress is None else progress),
                desc=f"rollout {rule.name}")
-    stop, diverged = "max epochs", 0
+    stop = "max epochs"
     for epoch in bar:
         if config.optimizer == "lbfgs":
             sums = [trainer.lbfgs_step(epoch)]
-            diverged = diverged + 1 if sums[0] is None else 0
-            if diverged == 2:
-                stop = (f"non-finite loss in the L-BFGS line search twice in a row (epoch {epoch}); the last "
-                        "finite state kept")
-                logger.warning("rollout fit stopped: %s", stop)
-                break
-            if diverged:
-                logger.warning("epoch %d: the L-BFGS line search stepped into a diverging rollout; state restored, "
-                               "L-BFGS history reset", epoch)
-                continue
         else:
             order = torch.randperm(cohort.n_animals, generator=generator)
             sums = [trainer.batch(idx, epoch) for idx in order.split(config.batch_size or cohort.n_animals)]
@@ -387,6 +398,9 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
             stop = f"time budget {config.time_budget_s:.0f} s"
             break
     bar.close()
+    if trainer.diverged_trials:
+        logger.info("%d L-BFGS line-search trials met a diverging rollout and were backed off from",
+                    trainer.diverged_trials)
     if best[1] is not None and config.patience is not None:
         trainer.restore(best[1])
     converged = stop.startswith("early") or (len(losses) > 1 and
