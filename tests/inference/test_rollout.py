@@ -116,7 +116,7 @@ def test_weight_decay_is_a_map_fit_of_the_network():
     sim = simulate_cohort(Reinforce(), n_animals=6, n_trials=200, params={"alpha": [0.1, 0.1]}, seed=3)
     cohort, w0 = to_cohort(sim), torch.as_tensor(sim.weights[:, 0])
     decay = 1e-2
-    config = RolloutConfig(epochs=20, optimizer="lbfgs", init_weights="fixed", weight_decay=decay)
+    config = RolloutConfig(epochs=40, optimizer="lbfgs", init_weights="fixed", weight_decay=decay)
     res = fit_rollout(cohort, MLPRule(2, hidden=(8,), activation="tanh", seed=0), config=config, init_weights=w0)
     theta = list(res.rule.network.parameters())
     nll = -rollout_trajectory_loglik(cohort, res.rule, {}, w0)
