@@ -9,10 +9,12 @@ Works for any :class:`~learnrules.models.rule.LearningRule`: the network of a ne
 (:func:`~learnrules.models.neural.rule_network`), and the declared parameters of a parametric rule are
 optimized on the unconstrained scale through ``biject_to(constraint)``.
 
-Two optimizers: Adam on mini-batches of animals with truncated gradients (Liu et al.'s schedule), or
-full-batch L-BFGS on the exact gradient, which a line search needs. On their 100 x 2,000 simulation (known
-initial weights) L-BFGS brought MLP rules to 2-20 nats below the true rule's log-likelihood, or above it, in
-900 s; Adam to 18 nats below in 2,400 s (bench/results/neural_identify*.md, neural_recovery_known_init.md).
+Two optimizers: Adam on mini-batches of animals with truncated gradients (Liu et al.'s schedule) or exact
+ones (``tbptt=None``), or full-batch L-BFGS on the exact gradient, which a line search needs. Exact gradients
+come from the whole rollout, by default solved in parallel over trials
+(:mod:`learnrules.inference.parallel_rollout`). On Liu et al.'s 100 x 2,000 simulation (known initial weights)
+L-BFGS brought MLP rules to 2-20 nats below the true rule's log-likelihood, or above it, in 900 s; Adam to 18
+nats below in 2,400 s (bench/results/neural_identify*.md, neural_recovery_known_init.md).
 """
 
 from __future__ import annotations
@@ -67,17 +69,19 @@ class RolloutConfig:
     lbfgs_iter : int
         Iterations (function evaluations are more, for the line search) per L-BFGS step.
     solver : {"parallel", "sequential"}
-        How L-BFGS evaluates the rollout: "parallel" solves all trials at once by Newton iterations started
-        from the previous evaluation's trajectory (:mod:`~learnrules.inference.parallel_rollout`; same values
-        and gradients, several times faster on long sequences); "sequential" steps through the trials.
+        How a rollout with an exact gradient (L-BFGS, or Adam with ``tbptt=None``) is evaluated: "parallel"
+        solves all trials at once by Newton iterations started from the previous solve's trajectory
+        (:mod:`~learnrules.inference.parallel_rollout`; the same values and gradients, 5-7x faster on 12 x
+        10,000 trials); "sequential" steps through the trials.
     lr : float
         Adam learning rate of the rule (network weights or unconstrained parameters).
     init_lr : float
         Adam learning rate of the initial weights.
     lr_decay : float
         Multiplicative learning-rate decay per epoch (1 = none).
-    tbptt : int
-        Truncation length: the weights (and context) are detached every ``tbptt`` trials.
+    tbptt : int or None
+        Truncation length: the weights (and context) are detached every ``tbptt`` trials. None: no
+        truncation, one Adam step per mini-batch on the exact gradient (solved by ``solver``).
     update : {"chunk", "sequence"}
         "chunk": one Adam step per truncation chunk (classic truncated BPTT, many more steps per epoch);
         "sequence": gradients of all chunks accumulated into one step per mini-batch (Liu et al.'s code).
@@ -116,7 +120,7 @@ class RolloutConfig:
     lr: float = 3e-3
     init_lr: float = 3e-2
     lr_decay: float = 1.0
-    tbptt: int = 100
+    tbptt: int | None = 100
     update: Literal["chunk", "sequence"] = "chunk"
     batch_size: int | None = None
     init_weights: Literal["per_animal", "shared", "fixed"] = "per_animal"
@@ -205,8 +209,7 @@ class _Trainer:
         self.scheduler = (torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_decay)
                           if config.optimizer == "adam" else None)
         self.n_updates = 0
-        self.guess: Tensor | None = None  # last rollout solved in parallel, to start the next one
-        self.newton_iterations: list[int] = []
+        self.guess: Tensor | None = None  # last rollouts solved in parallel, to start the next ones
         self.diverged_trials = 0  # L-BFGS line-search trials whose rollout diverged
 
     def params(self) -> dict[str, Tensor]:
@@ -242,6 +245,15 @@ class _Trainer:
         n_total = int(mask.sum())
         w, context, nll_sum = self.initial(index), None, 0.0
         self.optimizer.zero_grad()
+        if cfg.tbptt is None:  # exact gradient through the whole sequence
+            nll = -(trial_loglik(self.trajectory(index), x, y) * mask).sum()
+            if not torch.isfinite(nll):
+                raise FloatingPointError(f"non-finite loss at epoch {epoch}: the rolled-out weights diverged (rule "
+                                         "update too large); lower lr or init_scale, or set clip_norm")
+            if n_total > 0:
+                (nll / n_total).backward()
+                self._step(epoch)
+            return float(nll.detach()), n_total
         for start in range(0, int(c.lengths[index].max()), cfg.tbptt):
             sl = slice(start, start + cfg.tbptt)
             n_chunk = int(mask[:, sl].sum())
@@ -276,7 +288,7 @@ class _Trainer:
 
         def closure() -> Tensor:
             self.optimizer.zero_grad()
-            weights = self.trajectory(mask)
+            weights = self.trajectory()
             nll = -(trial_loglik(weights, c.features, c.choice) * mask).sum()
             calls.append(float(nll.detach()))
             if math.isfinite(calls[-1]):
@@ -292,17 +304,23 @@ class _Trainer:
         self.n_updates += 1
         return calls[0], n_total
 
-    def trajectory(self, mask: Tensor) -> Tensor:
-        """Weights of the whole rollout under the current state, with gradients (for L-BFGS)."""
+    def trajectory(self, index: Tensor | None = None) -> Tensor:
+        """Weights of the whole rollout of the animals at ``index`` (default all), with exact gradients."""
         c = self.cohort
+        x, y, r, mask = c.features, c.choice, c.reward, c.observed & c.valid
+        if index is not None:
+            x, y, r, mask = x[index], y[index], r[index], mask[index]
         if self.config.solver == "sequential":
-            return rollout_trajectory(self.rule, self.params(), c.features, c.choice, c.reward, mask,
-                                      self.initial())[0]
-        solved = parallel_trajectory(self.rule, self.params(), c.features, c.choice, c.reward, mask, self.initial(),
-                                     guess=self.guess)
-        self.newton_iterations.append(solved.iterations)
-        if torch.isfinite(solved.weights).all():  # the next evaluation starts from here
-            self.guess = solved.weights.detach()
+            return rollout_trajectory(self.rule, self.params(), x, y, r, mask, self.initial(index))[0]
+        if self.guess is None:  # the initial weights held constant, as parallel_trajectory would start
+            self.guess = self.initial().detach().unsqueeze(-2).expand(c.features.shape).clone()
+        solved = parallel_trajectory(self.rule, self.params(), x, y, r, mask, self.initial(index),
+                                     guess=self.guess if index is None else self.guess[index])
+        if torch.isfinite(solved.weights).all():  # the next solve of these animals starts from here
+            if index is None:
+                self.guess = solved.weights.detach()
+            else:
+                self.guess[index] = solved.weights.detach()
         return solved.weights
 
     def snapshot(self) -> dict[str, Any]:

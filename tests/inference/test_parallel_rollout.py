@@ -137,3 +137,15 @@ def test_lbfgs_takes_the_same_path_with_either_solver(ragged):
     torch.testing.assert_close(par.init_weights, seq.init_weights, rtol=1e-6, atol=1e-8)
     with pytest.raises(ValueError, match="solver"):
         fit_rollout(ragged, Reinforce(), config=RolloutConfig(optimizer="lbfgs", solver="newton"))
+
+
+def test_adam_on_exact_gradients_takes_the_same_path_with_either_solver(ragged):
+    def run(**options):
+        config = RolloutConfig(epochs=3, lr=0.01, batch_size=2, **options)
+        return fit_rollout(ragged, MLPRule(2, hidden=(8, 8), init_scale=0.02, seed=4), config=config, seed=0)
+
+    seq, par = run(tbptt=None, solver="sequential"), run(tbptt=None, solver="parallel")
+    np.testing.assert_allclose(par.losses, seq.losses, rtol=1e-10)
+    torch.testing.assert_close(par.init_weights, seq.init_weights, rtol=1e-8, atol=1e-10)
+    truncated = run(tbptt=50, update="sequence")  # one step per batch too, on truncated gradients
+    assert abs(truncated.losses[-1] - seq.losses[-1]) > 1e-6
