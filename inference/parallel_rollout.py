@@ -101,9 +101,35 @@ def _linearize(rule: LearningRule, params: Params, v: Tensor, x: Tensor, y: Tens
     return step, torch.stack(rows, dim=-2)
 
 
+def _contexts(rule: LearningRule, params: Params, x: Tensor, y: Tensor, r: Tensor, truncate: int | None) -> Tensor:
+    """Return the rule's contexts on every trial; with ``truncate``, detached every ``truncate`` trials."""
+    context = rule.init_context(params, x.shape[:-2], x.shape[-1]).to(x.dtype)
+    if truncate is None:
+        return _chunk_contexts(rule, params, context, x, y, r)
+    parts = []
+    for start in range(0, x.shape[-2], truncate):
+        sl = slice(start, start + truncate)
+        parts.append(_chunk_contexts(rule, params, context, x[:, sl], y[:, sl], r[:, sl]))
+        context = parts[-1][:, -1].detach()
+    return torch.cat(parts, dim=-2)
+
+
+def _sequential(rule: LearningRule, params: Params, x: Tensor, y: Tensor, r: Tensor, mask: Tensor, w0: Tensor,
+                truncate: int | None) -> ParallelRollout:
+    if truncate is None:
+        return ParallelRollout(*rollout_trajectory(rule, params, x, y, r, mask, w0)[:2], 0)
+    w, context, parts = w0, None, []
+    for start in range(0, x.shape[-2], truncate):
+        sl = slice(start, start + truncate)
+        weights, w, context = rollout_trajectory(rule, params, x[:, sl], y[:, sl], r[:, sl], mask[:, sl], w, context)
+        parts.append(weights)
+        w, context = w.detach(), context.detach()
+    return ParallelRollout(torch.cat(parts, dim=-2), w, 0)
+
+
 def parallel_trajectory(rule: LearningRule, params: Params, x: Tensor, y: Tensor, r: Tensor, mask: Tensor,
-                        w0: Tensor, *, guess: Tensor | None = None, tol: float = 1e-10,
-                        max_iter: int = 50) -> ParallelRollout:
+                        w0: Tensor, *, guess: Tensor | None = None, truncate: int | None = None,
+                        tol: float = 1e-10, max_iter: int = 50) -> ParallelRollout:
     """Solve the rollout of :func:`~learnrules.inference.rollout.rollout_trajectory` by Newton iterations.
 
     Same arguments (the whole sequence from the rule's initial context) and the same values and gradients,
@@ -113,12 +139,14 @@ def parallel_trajectory(rule: LearningRule, params: Params, x: Tensor, y: Tensor
     convergence: an error of order ``tol**2``; exact for a piecewise-linear network once its units' signs
     settle) gives the returned trajectory and its gradient. A solve that does not get there in ``max_iter``
     linearizations, or meets a non-finite value, falls back to the sequential rollout.
+
+    ``truncate`` gives the gradient of truncated backprop instead (values unchanged): it does not flow back
+    across the weights and context at every multiple of ``truncate`` trials, as when the sequential rollout
+    is run in chunks of that length and detached between them (as the fallback then does).
     """
     if x.shape[-2] == 0:
-        weights, w_next, _ = rollout_trajectory(rule, params, x, y, r, mask, w0)
-        return ParallelRollout(weights, w_next, 0)
-    contexts = _chunk_contexts(rule, params, rule.init_context(params, x.shape[:-2], x.shape[-1]).to(x.dtype),
-                               x, y, r)
+        return _sequential(rule, params, x, y, r, mask, w0, None)
+    contexts = _contexts(rule, params, x, y, r, truncate)
     gate = mask.to(x.dtype).unsqueeze(-1)
     start = w0.detach()
     v = start.unsqueeze(-2).expand(x.shape) if guess is None else guess.detach()
@@ -128,10 +156,14 @@ def parallel_trajectory(rule: LearningRule, params: Params, x: Tensor, y: Tensor
         if not torch.isfinite(residual).all():
             break
         if float(residual.abs().max()) <= tol * max(1.0, float(v.abs().max())):
+            if truncate is not None:  # a chunk's first weights carry no gradient (detached in the sequential form)
+                cut = torch.zeros(x.shape[-2], dtype=torch.bool)
+                cut[truncate - 1::truncate] = True
+                jac = torch.where(cut[:, None, None], 0.0, jac)
+                step = torch.where(cut[:, None], step.detach(), step)
             exact = affine_scan(jac, step - _matvec(jac, v), w0)  # one more Newton step, with the gradient
             weights = torch.cat([w0.unsqueeze(-2), exact[..., :-1, :]], dim=-2)
             return ParallelRollout(weights, exact[..., -1, :], iteration + 1)
         solved = affine_scan(jac, step.detach() - _matvec(jac, v), start)
         v = torch.cat([start.unsqueeze(-2), solved[..., :-1, :]], dim=-2)
-    weights, w_next, _ = rollout_trajectory(rule, params, x, y, r, mask, w0)
-    return ParallelRollout(weights, w_next, 0)
+    return _sequential(rule, params, x, y, r, mask, w0, truncate)

@@ -245,8 +245,8 @@ class _Trainer:
         n_total = int(mask.sum())
         w, context, nll_sum = self.initial(index), None, 0.0
         self.optimizer.zero_grad()
-        if cfg.tbptt is None:  # exact gradient through the whole sequence
-            nll = -(trial_loglik(self.trajectory(index), x, y) * mask).sum()
+        if cfg.tbptt is None or (cfg.update == "sequence" and cfg.solver == "parallel"):  # one solve, one step
+            nll = -(trial_loglik(self.trajectory(index, cfg.tbptt), x, y) * mask).sum()
             if not torch.isfinite(nll):
                 raise FloatingPointError(f"non-finite loss at epoch {epoch}: the rolled-out weights diverged (rule "
                                          "update too large); lower lr or init_scale, or set clip_norm")
@@ -304,8 +304,11 @@ class _Trainer:
         self.n_updates += 1
         return calls[0], n_total
 
-    def trajectory(self, index: Tensor | None = None) -> Tensor:
-        """Weights of the whole rollout of the animals at ``index`` (default all), with exact gradients."""
+    def trajectory(self, index: Tensor | None = None, truncate: int | None = None) -> Tensor:
+        """Weights of the whole rollout of the animals at ``index`` (default all), with gradients.
+
+        The gradient is exact, or that of truncated backprop every ``truncate`` trials.
+        """
         c = self.cohort
         x, y, r, mask = c.features, c.choice, c.reward, c.observed & c.valid
         if index is not None:
@@ -315,7 +318,7 @@ class _Trainer:
         if self.guess is None:  # the initial weights held constant, as parallel_trajectory would start
             self.guess = self.initial().detach().unsqueeze(-2).expand(c.features.shape).clone()
         solved = parallel_trajectory(self.rule, self.params(), x, y, r, mask, self.initial(index),
-                                     guess=self.guess if index is None else self.guess[index])
+                                     guess=self.guess if index is None else self.guess[index], truncate=truncate)
         if torch.isfinite(solved.weights).all():  # the next solve of these animals starts from here
             if index is None:
                 self.guess = solved.weights.detach()
