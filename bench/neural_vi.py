@@ -126,7 +126,8 @@ def part_speed(args: argparse.Namespace) -> list[tuple[str, object]]:
     logger.info("VI: %.1f s, %d steps, held-out rollout %.5f, ADF %.5f, oracle %.5f", res.elapsed_s, res.n_steps,
                 vi_roll, vi_adf, oracle)
     cfg = RolloutConfig(epochs=1000, lr=args.rollout_lr, tbptt=100, update="sequence", batch_size=None,
-                        eval_every=2, log_every=10, time_budget_s=args.rollout_budget)
+                        eval_every=2, log_every=10, time_budget_s=args.rollout_budget,
+                        solver="sequential")  # the paper's implementation (bench/parallel_rollout.py: the other)
     ro = fit_rollout(train, mlp(args), config=cfg, validation=test, seed=0, progress=False)
     tick = time.perf_counter()  # one validation pass, to take the monitoring cost out of the epoch time
     predict_heldout(test, ro.rule, {}, init_weights=ro.init_weights.mean(0))
