@@ -69,10 +69,10 @@ class RolloutConfig:
     lbfgs_iter : int
         Iterations (function evaluations are more, for the line search) per L-BFGS step.
     solver : {"parallel", "sequential"}
-        How a rollout with an exact gradient (L-BFGS, or Adam with ``tbptt=None``) is evaluated: "parallel"
-        solves all trials at once by Newton iterations started from the previous solve's trajectory
-        (:mod:`~learnrules.inference.parallel_rollout`; the same values and gradients, 5-7x faster on 12 x
-        10,000 trials); "sequential" steps through the trials.
+        How a whole-sequence rollout (L-BFGS; Adam with ``tbptt=None`` or ``update="sequence"``) is
+        evaluated: "parallel" solves all trials at once by Newton iterations started from the previous solve's
+        trajectory (:mod:`~learnrules.inference.parallel_rollout`; the same values and gradients, truncated
+        ones too, 5-7x faster on 12 x 10,000 trials); "sequential" steps through the trials.
     lr : float
         Adam learning rate of the rule (network weights or unconstrained parameters).
     init_lr : float
@@ -243,7 +243,6 @@ class _Trainer:
         x, y, r = c.features[index], c.choice[index], c.reward[index]
         mask = (c.observed & c.valid)[index]
         n_total = int(mask.sum())
-        w, context, nll_sum = self.initial(index), None, 0.0
         self.optimizer.zero_grad()
         if cfg.tbptt is None or (cfg.update == "sequence" and cfg.solver == "parallel"):  # one solve, one step
             nll = -(trial_loglik(self.trajectory(index, cfg.tbptt), x, y) * mask).sum()
@@ -254,6 +253,7 @@ class _Trainer:
                 (nll / n_total).backward()
                 self._step(epoch)
             return float(nll.detach()), n_total
+        w, context, nll_sum = self.initial(index), None, 0.0
         for start in range(0, int(c.lengths[index].max()), cfg.tbptt):
             sl = slice(start, start + cfg.tbptt)
             n_chunk = int(mask[:, sl].sum())
