@@ -30,9 +30,9 @@ import torch
 from torch import Tensor
 
 from learnrules.inference.filters import FilterInputs, run_gaussian_filter, run_particle_filter
-from learnrules.inference.rollout import warn_impossible_choices
+from learnrules.inference.rollout import rollout_weights, warn_impossible_choices
 from learnrules.models.inputs import CohortTensors
-from learnrules.models.rule import LearningRule, as_params
+from learnrules.models.rule import LearningRule, Params, as_params
 
 __all__ = ["PredictiveScore", "gaussian_filter_loglik", "particle_filter_loglik", "rollout_loglik",
            "score_from_probabilities"]
@@ -258,6 +258,21 @@ def gaussian_filter_loglik(cohort: CohortTensors, rule: LearningRule, params: Ma
     return score_from_probabilities(cohort, p_right, loglik=log_pred, method="gaussian")
 
 
+def _stepped_logits(cohort: CohortTensors, rule: LearningRule, params: Params, w: Tensor) -> Tensor:
+    """Logits of a rollout stepped trial by trial with :meth:`~LearningRule.step` (state may read the weights)."""
+    gate = (cohort.observed & cohort.valid).to(w.dtype)
+    x, y, r = cohort.features, cohort.choice, cohort.reward
+    state = rule.init_context(params, (cohort.n_animals,), cohort.n_features).to(w.dtype)
+    logits = []
+    with torch.no_grad():
+        for t in range(x.shape[1]):
+            logits.append((w * x[:, t]).sum(-1))
+            dw, new_state = rule.step(params, state, w, x[:, t], y[:, t], r[:, t])
+            state = torch.where(gate[:, t, None] > 0, new_state, state)
+            w = w + gate[:, t, None] * dw
+    return torch.stack(logits, 1) if logits else cohort.choice.new_zeros(cohort.choice.shape)
+
+
 def rollout_loglik(cohort: CohortTensors, rule: LearningRule, params: Mapping[str, object], *,
                    init_weights: ArrayLike) -> PredictiveScore:
     """Score a deterministic rollout (``sigma = 0``, known initial weights): the exact predictive.
@@ -272,23 +287,12 @@ def rollout_loglik(cohort: CohortTensors, rule: LearningRule, params: Mapping[st
         Exact (``mc_se = 0``), scored on every observed, non-padding trial.
     """
     dtype = cohort.features.dtype
-    a, k = cohort.n_animals, cohort.n_features
     prm = as_params(params, dtype)
-    w = _per_animal_vector(init_weights, a, k, dtype, "init_weights")
-    gate = (cohort.observed & cohort.valid).to(dtype)
-    x, y, r = cohort.features, cohort.choice, cohort.reward
-    contexts = rule.contexts(prm, x, y, r) if rule.fittable else None
-    state = rule.init_context(prm, (a,), k).to(dtype)
-    logits = []
-    with torch.no_grad():
-        for t in range(x.shape[1]):
-            logits.append((w * x[:, t]).sum(-1))
-            if contexts is not None:
-                dw = rule.drift(prm, w, x[:, t], y[:, t], r[:, t], contexts[:, t])
-            else:
-                dw, new_state = rule.step(prm, state, w, x[:, t], y[:, t], r[:, t])
-                state = torch.where(gate[:, t, None] > 0, new_state, state)
-            w = w + gate[:, t, None] * dw
-    eta = torch.stack(logits, 1) if logits else cohort.choice.new_zeros(cohort.choice.shape)
+    w = _per_animal_vector(init_weights, cohort.n_animals, cohort.n_features, dtype, "init_weights")
+    x, y = cohort.features, cohort.choice
+    if rule.fittable:  # drift from observed history only: solved for all trials at once
+        eta = (rollout_weights(cohort, rule, prm, w) * x).sum(-1)
+    else:
+        eta = _stepped_logits(cohort, rule, prm, w)
     ll = torch.nn.functional.logsigmoid(torch.where(y > 0, eta, -eta))
     return score_from_probabilities(cohort, torch.sigmoid(eta), loglik=ll, method="rollout")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -21,6 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import biject_to
 
+from learnrules.inference.parallel_rollout import parallel_trajectory
+from learnrules.inference.sequential_rollout import rollout_trajectory
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule, Params
 
@@ -32,6 +35,7 @@ _IMPOSSIBLE_CHOICE = 1e-8
 __all__ = [
     "rollout_trajectory",
     "trial_loglik",
+    "rollout_weights",
     "rollout_loglik",
     "estimate_initial_weights",
     "constrained_params",
@@ -41,83 +45,51 @@ __all__ = [
 ]
 
 
-def _chunk_contexts(rule: LearningRule, params: Params, context: Tensor, x: Tensor, y: Tensor, r: Tensor
-                    ) -> Tensor:
-    """Contexts after each trial of a chunk ``(A, L, ...)``, starting from the carried ``context``."""
-    if rule.markov and rule.context_size == 0:
-        return context.unsqueeze(-2).expand(*x.shape[:-1], 0)
-    fast = getattr(rule, "contexts_from", None)
-    if fast is not None:
-        return fast(params, context, x, y, r)
-    out = []
-    for t in range(x.shape[-2]):
-        context = rule.next_context(params, context, x[..., t, :], y[..., t], r[..., t])
-        out.append(context)
-    return torch.stack(out, dim=-2)
-
-
-def rollout_trajectory(rule: LearningRule, params: Params, x: Tensor, y: Tensor, r: Tensor, mask: Tensor,
-                       w0: Tensor, context0: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """Roll the weights forward over a chunk of trials.
-
-    Parameters
-    ----------
-    rule, params
-        The rule and its parameters.
-    x : Tensor, shape (A, L, K)
-        Features. ``y``, ``r``: choices and rewards, shape ``(A, L)``.
-    mask : Tensor of bool, shape (A, L)
-        Trials that update the weights (observed and not padding).
-    w0 : Tensor, shape (A, K)
-        Weights on the chunk's first trial.
-    context0 : Tensor, shape (A, C), optional
-        Context before the chunk (default: the rule's initial context).
-
-    Returns
-    -------
-    weights : Tensor, shape (A, L, K)
-        Weights used on each trial of the chunk.
-    w_next : Tensor, shape (A, K)
-        Weights after the chunk's last trial.
-    context : Tensor, shape (A, C)
-        Context after the chunk's last trial.
-    """
-    if context0 is None:
-        context0 = rule.init_context(params, x.shape[:-2], x.shape[-1]).to(x.dtype)
-    contexts = _chunk_contexts(rule, params, context0, x, y, r)
-    gate = mask.to(x.dtype).unsqueeze(-1)
-    w, out = w0, []
-    for t in range(x.shape[-2]):
-        out.append(w)
-        w = w + gate[:, t] * rule.drift(params, w, x[:, t], y[:, t], r[:, t], contexts[:, t])
-    context = contexts[:, -1] if x.shape[-2] > 0 else context0
-    return torch.stack(out, dim=1), w, context
-
-
 def trial_loglik(weights: Tensor, x: Tensor, y: Tensor) -> Tensor:
     """Bernoulli log-likelihood of each choice under ``p(y=1) = sigmoid(w . x)``, shape ``(A, L)``."""
     logits = (weights * x).sum(-1)
     return -F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction="none")
 
 
+def rollout_weights(cohort: CohortTensors, rule: LearningRule, params: Params, init_weights: Tensor, *,
+                    solver: Literal["parallel", "sequential"] = "parallel", chunk: int = 500,
+                    max_solve: int = 200_000) -> Tensor:
+    """Weights of a deterministic rollout on every trial, shape ``(animals, T, K)``, without gradients.
+
+    ``init_weights`` is ``(animals, K)`` or ``(K,)`` (shared). ``solver="parallel"`` solves the rollouts of
+    up to ``max_solve`` animal-trials at once (:func:`~learnrules.inference.parallel_rollout.parallel_trajectory`,
+    the same values to rounding, several times faster); "sequential" steps through the trials in chunks of
+    ``chunk``.
+    """
+    if solver not in ("parallel", "sequential"):
+        raise ValueError(f"solver must be 'parallel' or 'sequential', got {solver!r}")
+    mask = cohort.observed & cohort.valid
+    x, y, r = cohort.features, cohort.choice, cohort.reward
+    w = init_weights.to(x.dtype).expand(cohort.n_animals, cohort.n_features)
+    with torch.no_grad():
+        if solver == "parallel":
+            per_solve = max(1, max_solve // max(x.shape[1], 1))
+            parts = [parallel_trajectory(rule, params, x[sl], y[sl], r[sl], mask[sl], w[sl]).weights
+                     for sl in (slice(a, a + per_solve) for a in range(0, cohort.n_animals, per_solve))]
+            return torch.cat(parts, dim=0) if parts else x.clone()
+        context, parts = None, []
+        for sl in (slice(t, t + chunk) for t in range(0, x.shape[1], chunk)):
+            weights, w, context = rollout_trajectory(rule, params, x[:, sl], y[:, sl], r[:, sl], mask[:, sl], w,
+                                                     context)
+            parts.append(weights)
+        return torch.cat(parts, dim=1) if parts else x.clone()
+
+
 def rollout_loglik(cohort: CohortTensors, rule: LearningRule, params: Params, init_weights: Tensor, *,
-                   chunk: int = 500) -> Tensor:
+                   solver: Literal["parallel", "sequential"] = "parallel", chunk: int = 500,
+                   max_solve: int = 200_000) -> Tensor:
     """Per-trial log-likelihood of a deterministic rollout, shape ``(animals, T)``; 0 on unobserved trials.
 
-    ``init_weights`` is ``(animals, K)`` or ``(K,)`` (shared).
+    Arguments as :func:`rollout_weights`.
     """
-    mask = cohort.observed & cohort.valid
-    w = init_weights.to(cohort.features.dtype).expand(cohort.n_animals, cohort.n_features)
-    context, out = None, []
-    with torch.no_grad():
-        for start in range(0, cohort.features.shape[1], chunk):
-            sl = slice(start, start + chunk)
-            x, y = cohort.features[:, sl], cohort.choice[:, sl]
-            weights, w, context = rollout_trajectory(rule, params, x, y, cohort.reward[:, sl], mask[:, sl], w,
-                                                     context)
-            out.append(trial_loglik(weights, x, y))
-    ll = torch.cat(out, dim=1) if out else cohort.choice.new_zeros(cohort.choice.shape)
-    return torch.where(mask, ll, torch.zeros_like(ll))
+    weights = rollout_weights(cohort, rule, params, init_weights, solver=solver, chunk=chunk, max_solve=max_solve)
+    ll = trial_loglik(weights, cohort.features, cohort.choice)
+    return torch.where(cohort.observed & cohort.valid, ll, torch.zeros_like(ll))
 
 
 def estimate_initial_weights(cohort: CohortTensors, *, n_trials: int = 100, l2: float = 1.0,
@@ -218,7 +190,8 @@ def warn_impossible_choices(loglik: np.ndarray, scored: np.ndarray, *, model: st
 
 def predict_heldout(cohort: CohortTensors, rule: LearningRule, params: Params | None = None, *,
                     init_weights: Tensor | None = None, fit_trials: int = 0, steps: int = 100,
-                    lr: float = 0.05, warn_diverged: bool = True) -> HeldoutPrediction:
+                    lr: float = 0.05, warn_diverged: bool = True,
+                    solver: Literal["parallel", "sequential"] = "parallel") -> HeldoutPrediction:
     """Predict held-out animals with a fixed (fitted) rule.
 
     Parameters
@@ -237,6 +210,8 @@ def predict_heldout(cohort: CohortTensors, rule: LearningRule, params: Params | 
         Log a warning when some scored choice has probability < 1e-8: the rolled-out weights diverged (e.g.
         an unbounded update extrapolating to weights no training animal reached), and those trials dominate
         the score.
+    solver : {"parallel", "sequential"}
+        How the rollout is solved (:func:`rollout_loglik`).
     """
     params = dict(params or {})
     if init_weights is None:
@@ -246,7 +221,7 @@ def predict_heldout(cohort: CohortTensors, rule: LearningRule, params: Params | 
     if fit_trials > 0:
         w0 = _fit_init_only(cohort, rule, params, w0, n_trials=fit_trials, steps=steps, lr=lr)
         scored = scored & (torch.arange(cohort.features.shape[1]) >= fit_trials)
-    ll = rollout_loglik(cohort, rule, params, w0)
+    ll = rollout_loglik(cohort, rule, params, w0, solver=solver)
     ll = torch.where(scored, ll, torch.zeros_like(ll))
     if warn_diverged:
         warn_impossible_choices(ll.numpy(), scored.numpy(), model="the rolled-out rule")

@@ -404,7 +404,7 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
         if validation is not None and (epoch + 1) % config.eval_every == 0:
             val.append(predict_heldout(validation, trainer.rule, trainer.params(),  # no warning per evaluation
                                        init_weights=trainer.initial().detach().mean(0),
-                                       warn_diverged=False).loglik_per_trial)
+                                       warn_diverged=False, solver=config.solver).loglik_per_trial)
             if val[-1] > best[0]:
                 best = (val[-1], trainer.snapshot(), 0)
             else:
@@ -432,4 +432,4 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
     w0 = trainer.initial().detach().clone()
     return RolloutResult(trainer.rule, fitted, w0, tuple(losses), tuple(val), converged, len(losses),
                          trainer.n_updates, time.perf_counter() - t0,
-                         rollout_loglik(cohort, trainer.rule, fitted, w0), stop)
+                         rollout_loglik(cohort, trainer.rule, fitted, w0, solver=config.solver), stop)

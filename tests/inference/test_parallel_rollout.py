@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from learnrules.inference.parallel_rollout import affine_scan, parallel_trajectory
-from learnrules.inference.rollout import rollout_trajectory, trial_loglik
+from learnrules.inference.rollout import predict_heldout, rollout_loglik, rollout_trajectory, trial_loglik
 from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import GRURule, MLPRule
@@ -165,3 +165,19 @@ def test_adam_on_exact_or_truncated_gradients_takes_the_same_path_with_either_so
     truncated = {solver: run(tbptt=50, update="sequence", solver=solver) for solver in ("sequential", "parallel")}
     np.testing.assert_allclose(truncated["parallel"].losses, truncated["sequential"].losses, rtol=1e-10)
     assert abs(truncated["sequential"].losses[-1] - seq.losses[-1]) > 1e-6  # truncation does change the path
+
+
+@pytest.mark.parametrize("name", ["mlp", "gru", "reward-gated"])
+def test_scores_solved_in_parallel_equal_the_sequential_ones(ragged, name):
+    c, (rule, params) = ragged, RULES[name]()
+    w0 = torch.stack([torch.linspace(-0.3, 0.3, c.n_animals), torch.linspace(0.4, -0.2, c.n_animals)], dim=1)
+    reference = rollout_loglik(c, rule, params, w0, solver="sequential", chunk=128)
+    for max_solve in (200_000, 1_500):  # all animals in one solve, or two per solve (three solves)
+        parallel = rollout_loglik(c, rule, params, w0, solver="parallel", max_solve=max_solve)
+        torch.testing.assert_close(parallel, reference, rtol=0, atol=1e-10)
+    assert (reference[~(c.observed & c.valid)] == 0).all() and (reference[c.observed & c.valid] < 0).all()
+    held = predict_heldout(c, rule, params, init_weights=w0, solver="parallel", warn_diverged=False)
+    assert held.loglik_per_trial == pytest.approx(
+        predict_heldout(c, rule, params, init_weights=w0, solver="sequential").loglik_per_trial, abs=1e-12)
+    with pytest.raises(ValueError, match="solver"):
+        rollout_loglik(c, rule, params, w0, solver="scan")

@@ -1,0 +1,67 @@
+"""The deterministic rollout stepped trial by trial: the reference solver of ``w_{t+1} = w_t + drift``.
+
+:mod:`~learnrules.inference.parallel_rollout` solves the same recurrence for all trials at once and falls back
+to this loop; :mod:`~learnrules.inference.rollout` builds likelihoods and held-out prediction on both.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from learnrules.models.rule import LearningRule, Params
+
+__all__ = ["rollout_contexts", "rollout_trajectory"]
+
+
+def rollout_contexts(rule: LearningRule, params: Params, context: Tensor, x: Tensor, y: Tensor, r: Tensor
+                     ) -> Tensor:
+    """Contexts after each trial of a chunk ``(A, L, ...)``, starting from the carried ``context``."""
+    if rule.markov and rule.context_size == 0:
+        return context.unsqueeze(-2).expand(*x.shape[:-1], 0)
+    fast = getattr(rule, "contexts_from", None)
+    if fast is not None:
+        return fast(params, context, x, y, r)
+    out = []
+    for t in range(x.shape[-2]):
+        context = rule.next_context(params, context, x[..., t, :], y[..., t], r[..., t])
+        out.append(context)
+    return torch.stack(out, dim=-2)
+
+
+def rollout_trajectory(rule: LearningRule, params: Params, x: Tensor, y: Tensor, r: Tensor, mask: Tensor,
+                       w0: Tensor, context0: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Roll the weights forward over a chunk of trials.
+
+    Parameters
+    ----------
+    rule, params
+        The rule and its parameters.
+    x : Tensor, shape (A, L, K)
+        Features. ``y``, ``r``: choices and rewards, shape ``(A, L)``.
+    mask : Tensor of bool, shape (A, L)
+        Trials that update the weights (observed and not padding).
+    w0 : Tensor, shape (A, K)
+        Weights on the chunk's first trial.
+    context0 : Tensor, shape (A, C), optional
+        Context before the chunk (default: the rule's initial context).
+
+    Returns
+    -------
+    weights : Tensor, shape (A, L, K)
+        Weights used on each trial of the chunk.
+    w_next : Tensor, shape (A, K)
+        Weights after the chunk's last trial.
+    context : Tensor, shape (A, C)
+        Context after the chunk's last trial.
+    """
+    if context0 is None:
+        context0 = rule.init_context(params, x.shape[:-2], x.shape[-1]).to(x.dtype)
+    contexts = rollout_contexts(rule, params, context0, x, y, r)
+    gate = mask.to(x.dtype).unsqueeze(-1)
+    w, out = w0, []
+    for t in range(x.shape[-2]):
+        out.append(w)
+        w = w + gate[:, t] * rule.drift(params, w, x[:, t], y[:, t], r[:, t], contexts[:, t])
+    context = contexts[:, -1] if x.shape[-2] > 0 else context0
+    return torch.stack(out, dim=1), w, context
