@@ -151,6 +151,9 @@ class RolloutResult:
         Mean negative log-likelihood per observed trial of each epoch (during training).
     val_loglik : tuple of float
         Held-out log-likelihood per trial at each validation evaluation (empty without validation).
+    val_train_s : tuple of float
+        Wall time spent training (validations excluded) when each of them was made: the time a fit without
+        monitoring takes to reach that held-out score.
     converged : bool
         Early-stopped, or the epoch loss changed by less than ``tol`` (relative).
     n_steps : int
@@ -168,6 +171,7 @@ class RolloutResult:
     init_weights: Tensor
     losses: tuple[float, ...]
     val_loglik: tuple[float, ...]
+    val_train_s: tuple[float, ...]
     converged: bool
     n_steps: int
     n_updates: int
@@ -389,6 +393,7 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
     generator.manual_seed(seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_()))
     trainer = _Trainer(cohort, rule, params, init_weights, config)
     t0, losses, val, best = time.perf_counter(), [], [], (-math.inf, None, 0)
+    val_train_s, validating_s = [], 0.0
     bar = tqdm(range(config.epochs), disable=not (sys.stderr.isatty() if progress is None else progress),
                desc=f"rollout {rule.name}")
     stop = "max epochs"
@@ -402,9 +407,12 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
         losses.append(sum(s for s, _ in sums) / max(sum(n for _, n in sums), 1))
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if validation is not None and (epoch + 1) % config.eval_every == 0:
+            tick = time.perf_counter()
+            val_train_s.append(tick - t0 - validating_s)
             val.append(predict_heldout(validation, trainer.rule, trainer.params(),  # no warning per evaluation
                                        init_weights=trainer.initial().detach().mean(0),
                                        warn_diverged=False, solver=config.solver).loglik_per_trial)
+            validating_s += time.perf_counter() - tick
             if val[-1] > best[0]:
                 best = (val[-1], trainer.snapshot(), 0)
             else:
@@ -430,6 +438,6 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
         trainer.network.eval()
     fitted = {k: v.detach() for k, v in trainer.params().items()}
     w0 = trainer.initial().detach().clone()
-    return RolloutResult(trainer.rule, fitted, w0, tuple(losses), tuple(val), converged, len(losses),
-                         trainer.n_updates, time.perf_counter() - t0,
+    return RolloutResult(trainer.rule, fitted, w0, tuple(losses), tuple(val), tuple(val_train_s), converged,
+                         len(losses), trainer.n_updates, time.perf_counter() - t0,
                          rollout_loglik(cohort, trainer.rule, fitted, w0, solver=config.solver), stop)

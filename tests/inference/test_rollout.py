@@ -1,10 +1,12 @@
 import logging
+import time
 from typing import ClassVar
 
 import numpy as np
 import pytest
 import torch
 
+from learnrules.inference import rollout_fit
 from learnrules.inference.rollout import estimate_initial_weights, predict_heldout, rollout_loglik, rollout_trajectory
 from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
 from learnrules.models.inputs import CohortTensors
@@ -192,6 +194,18 @@ def test_gru_fit_runs_and_improves():
     assert res.init_weights.shape == (6, 2) and torch.equal(res.init_weights[0], res.init_weights[5])
     assert len(res.val_loglik) == 6 and res.losses[-1] < res.losses[0]
     assert res.n_updates == 6 * 3
+
+
+def test_validation_time_is_left_out_of_the_training_clock(reinforce_sim, monkeypatch):
+    def slow_predict(*args, **kwargs):
+        time.sleep(0.3)
+        return predict_heldout(*args, **kwargs)
+
+    monkeypatch.setattr(rollout_fit, "predict_heldout", slow_predict)
+    cohort = to_cohort(reinforce_sim).select([0, 1])
+    res = fit_rollout(cohort, Reinforce(), config=RolloutConfig(epochs=4), validation=cohort, seed=0)
+    assert len(res.val_train_s) == 4 and (np.diff(res.val_train_s) > 0).all()
+    assert res.val_train_s[-1] < 0.9 <= 1.2 <= res.elapsed_s  # three earlier validations would add 0.9 s
 
 
 class _Exploding(LearningRule):
