@@ -1,0 +1,113 @@
+"""Time to a held-out score: MLP-rule fits by L-BFGS against Liu et al.'s truncated-backprop schedule.
+
+The cohort of ``neural_vi.py speed`` (12 training + 4 held-out animals x 10,000 trials, noise-free
+REINFORCE), one MLP rule (16, 16) at the same initialization for every method, all in one process, 1 thread:
+
+- ``lbfgs``: full-batch L-BFGS (strong Wolfe, 10 iterations per step) on the exact rollout likelihood,
+  solved in parallel over trials (:mod:`~learnrules.inference.parallel_rollout`); held-out score after
+  every step.
+- ``paper``: Liu, Geadah & Pillow's schedule, Adam lr 3e-3 with backprop truncated every 100 trials and one
+  step per epoch over all animals, 1,000 epochs, stepped trial by trial as their code does; held-out score
+  every 2 epochs.
+- ``paper (parallel)``: the same schedule, each epoch's truncated gradient solved in parallel (our
+  implementation of their method: the same path to rounding until the schedule turns unstable).
+
+The held-out score is the rollout log-likelihood per trial of the 4 held-out animals from the mean fitted
+initial weights. Times exclude the held-out evaluations (``RolloutResult.val_train_s``). The target is the
+best score the paper's schedule reaches in its 1,000 epochs (stepped trial by trial; if not run, solved in
+parallel); each method's time to reach it is the training time at its first evaluation at or above it.
+
+Run: ``.venv/bin/python bench/neural_speed.py [--activation tanh|relu] [--seed N]``; writes
+bench/results/neural_speed_<activation>[_seed<N>].md/.csv and the held-out paths (_paths.csv).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from neural_vi import speed_cohort
+
+from learnrules.inference.rollout import predict_heldout
+from learnrules.inference.rollout_fit import RolloutConfig, RolloutResult, fit_rollout
+from learnrules.models.neural import MLPRule
+
+from report import markdown
+
+OUT = Path(__file__).resolve().parent / "results"
+METHODS = {
+    "lbfgs": lambda a: RolloutConfig(epochs=1000, optimizer="lbfgs", lbfgs_iter=10, time_budget_s=a.lbfgs_budget),
+    "paper (parallel)": lambda a: RolloutConfig(epochs=1000, lr=3e-3, tbptt=100, update="sequence", eval_every=2,
+                                                log_every=50, solver="parallel"),
+    "paper": lambda a: RolloutConfig(epochs=1000, lr=3e-3, tbptt=100, update="sequence", eval_every=2,
+                                     log_every=50, solver="sequential"),
+}
+
+
+def time_to(res: RolloutResult, target: float) -> float:
+    """Training seconds at the first held-out evaluation scoring at least ``target`` (nan if none)."""
+    hit = np.nonzero(np.asarray(res.val_loglik) >= target)[0]
+    return float(res.val_train_s[hit[0]]) if len(hit) else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--activation", default="tanh", choices=("tanh", "relu"))
+    parser.add_argument("--lbfgs-budget", type=float, default=240.0, help="L-BFGS wall-time budget, s")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of the methods")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the network's initialization")
+    args = parser.parse_args()
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args.animals, args.trials = 12, 10_000
+    truth, sim, train, test = speed_cohort(args)
+    params = {k: torch.as_tensor(v) for k, v in sim.params.items()}
+    oracle = predict_heldout(test, truth, params, init_weights=torch.zeros(2)).loglik_per_trial
+    fits = {}
+    for name in args.methods.split(","):
+        start = time.perf_counter()
+        network = MLPRule(2, hidden=(16, 16), seed=args.seed, activation=args.activation)
+        fits[name] = fit_rollout(train, network, config=METHODS[name](args), validation=test, seed=0,
+                                 progress=False)
+        logging.info("%s: %.0f s, best held-out %.5f", name, time.perf_counter() - start,
+                     max(fits[name].val_loglik))
+    reference = next((m for m in ("paper", "paper (parallel)") if m in fits), None)
+    target = max(fits[reference].val_loglik) if reference else max(max(f.val_loglik) for f in fits.values())
+    rows = []
+    for name, res in fits.items():
+        val = np.asarray(res.val_loglik)
+        rows.append({"method": name, "steps": res.n_steps, "train_s": round(res.val_train_s[-1], 1),
+                     "best_heldout_ll": round(float(val.max()), 5),
+                     "train_s_to_best": round(res.val_train_s[int(val.argmax())], 1),
+                     "final_heldout_ll": round(float(val[-1]), 5), "train_s_to_target": round(time_to(res, target), 1)})
+    table = pd.DataFrame(rows)
+    to_target = table.set_index("method")["train_s_to_target"]
+    for name in ("paper", "paper (parallel)"):
+        column = "speedup_vs_" + name.replace(" (", "_").rstrip(")")
+        table[column] = (to_target.get(name, np.nan) / table["train_s_to_target"]).round(1)
+    notes = [f"cohort: 12 train + 4 held-out animals x 10,000 trials, noise-free REINFORCE alpha "
+             f"{sim.params['alpha'].tolist()}; MLP (16, 16) {args.activation}, seed {args.seed}, for every method",
+             f"oracle (true rule, true initial weights) held-out LL {oracle:.5f}",
+             (f"target: the best held-out LL of {reference} in 1,000 epochs" if reference else
+              "target (the paper's schedule not run): the best held-out LL of the methods run") + f", {target:.5f}",
+             f"torch {torch.__version__}, 1 thread"]
+    print(table.to_string(index=False))
+    OUT.mkdir(exist_ok=True)
+    stem = OUT / (f"neural_speed_{args.activation}" + (f"_seed{args.seed}" if args.seed else ""))
+    table.to_csv(stem.with_suffix(".csv"), index=False)
+    stem.with_suffix(".md").write_text("\n".join([f"# neural_speed ({args.activation})", "", __doc__.split("\n")[0], "",
+                                                   *(f"- {n}" for n in notes), "", markdown(table, digits=6), ""]))
+    paths = pd.DataFrame([(name, t, v) for name, res in fits.items()
+                          for t, v in zip(res.val_train_s, res.val_loglik, strict=True)],
+                         columns=["method", "train_s", "heldout_ll"])
+    paths.to_csv(f"{stem}_paths.csv", index=False)
+
+
+if __name__ == "__main__":
+    main()
