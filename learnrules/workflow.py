@@ -26,7 +26,7 @@ from learnrules.behavior.trials import TrialData
 from learnrules.inference.evaluate import PredictiveScore, gaussian_filter_loglik
 from learnrules.inference.fit import FitConfig, fit
 from learnrules.inference.result import FitResult
-from learnrules.inference.rollout import rollout_trajectory
+from learnrules.inference.rollout import rollout_weights
 from learnrules.inference.rollout_fit import RolloutConfig, RolloutResult, fit_rollout
 from learnrules.models.dynamics import DynamicsConfig
 from learnrules.models.inputs import CohortTensors
@@ -118,9 +118,7 @@ class FittedModel:
 def rollout_to_result(fitted: RolloutResult, cohort: CohortTensors, *, name: str) -> FitResult:
     """Express a deterministic rollout fit as a :class:`FitResult` (posterior sd 0, noise 0)."""
     mask = cohort.observed & cohort.valid
-    with torch.no_grad():
-        weights, _, _ = rollout_trajectory(fitted.rule, fitted.params, cohort.features, cohort.choice,
-                                           cohort.reward, mask, fitted.init_weights)
+    weights = rollout_weights(cohort, fitted.rule, fitted.params, fitted.init_weights)
     valid = cohort.valid.numpy()
     mean = weights.numpy() * valid[..., None]
     k = cohort.n_features

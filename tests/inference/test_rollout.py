@@ -14,6 +14,7 @@ from learnrules.models.neural import GRURule, MLPRule
 from learnrules.models.rule import LearningRule
 from learnrules.other_rules import Reinforce, ZeroRule
 from learnrules.synthetic import simulate_cohort
+from learnrules.workflow import rollout_to_result
 
 
 def to_cohort(sim) -> CohortTensors:
@@ -206,6 +207,16 @@ def test_validation_time_is_left_out_of_the_training_clock(reinforce_sim, monkey
     res = fit_rollout(cohort, Reinforce(), config=RolloutConfig(epochs=4), validation=cohort, seed=0)
     assert len(res.val_train_s) == 4 and (np.diff(res.val_train_s) > 0).all()
     assert res.val_train_s[-1] < 0.9 <= 1.2 <= res.elapsed_s  # three earlier validations would add 0.9 s
+
+
+def test_a_rollout_fit_as_a_fit_result_carries_its_trajectory(reinforce_sim):
+    cohort = to_cohort(reinforce_sim).select([0, 1, 2])
+    res = fit_rollout(cohort, Reinforce(), config=RolloutConfig(epochs=3, optimizer="lbfgs", lbfgs_iter=3), seed=0)
+    weights, _, _ = rollout_trajectory(res.rule, res.params, cohort.features, cohort.choice, cohort.reward,
+                                       cohort.observed, res.init_weights)
+    out = rollout_to_result(res, cohort, name="reinforce")
+    np.testing.assert_allclose(out.weights_mean, weights.detach().numpy(), rtol=0, atol=1e-12)
+    assert (out.weights_sd == 0).all() and out.elbo == pytest.approx(float(res.train_loglik.sum()))
 
 
 class _Exploding(LearningRule):
