@@ -71,13 +71,13 @@ def rollout_weights(cohort: CohortTensors, rule: LearningRule, params: Params, i
             per_solve = max(1, max_solve // max(x.shape[1], 1))
             parts = [parallel_trajectory(rule, params, x[sl], y[sl], r[sl], mask[sl], w[sl]).weights
                      for sl in (slice(a, a + per_solve) for a in range(0, cohort.n_animals, per_solve))]
-            return torch.cat(parts, dim=0) if parts else x.clone()
+            return torch.cat(parts, dim=0) if parts else x.new_zeros(x.shape)
         context, parts = None, []
         for sl in (slice(t, t + chunk) for t in range(0, x.shape[1], chunk)):
             weights, w, context = rollout_trajectory(rule, params, x[:, sl], y[:, sl], r[:, sl], mask[:, sl], w,
                                                      context)
             parts.append(weights)
-        return torch.cat(parts, dim=1) if parts else x.clone()
+        return torch.cat(parts, dim=1) if parts else x.new_zeros(x.shape)
 
 
 def rollout_loglik(cohort: CohortTensors, rule: LearningRule, params: Params, init_weights: Tensor, *,

@@ -57,11 +57,12 @@ def rollout_trajectory(rule: LearningRule, params: Params, x: Tensor, y: Tensor,
     """
     if context0 is None:
         context0 = rule.init_context(params, x.shape[:-2], x.shape[-1]).to(x.dtype)
+    if x.shape[-2] == 0:
+        return x.new_zeros(x.shape), w0, context0
     contexts = rollout_contexts(rule, params, context0, x, y, r)
     gate = mask.to(x.dtype).unsqueeze(-1)
     w, out = w0, []
     for t in range(x.shape[-2]):
         out.append(w)
         w = w + gate[:, t] * rule.drift(params, w, x[:, t], y[:, t], r[:, t], contexts[:, t])
-    context = contexts[:, -1] if x.shape[-2] > 0 else context0
-    return torch.stack(out, dim=1), w, context
+    return torch.stack(out, dim=1), w, contexts[:, -1]

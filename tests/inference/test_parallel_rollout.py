@@ -181,3 +181,10 @@ def test_scores_solved_in_parallel_equal_the_sequential_ones(ragged, name):
         predict_heldout(c, rule, params, init_weights=w0, solver="sequential").loglik_per_trial, abs=1e-12)
     with pytest.raises(ValueError, match="solver"):
         rollout_loglik(c, rule, params, w0, solver="scan")
+    for solver in ("parallel", "sequential"):  # no animals, or no trials: empty scores of the right shape
+        assert rollout_loglik(c.select([]), rule, params, w0[:0], solver=solver).shape == (0, c.features.shape[1])
+        none = c.select(slice(0, 2))
+        none = type(none)(*(getattr(none, f)[:, :0] for f in ("features", "choice", "reward", "observed", "valid",
+                                                              "session_start")), none.lengths * 0,
+                          none.feature_names, none.subjects)
+        assert rollout_loglik(none, rule, params, w0[:2], solver=solver).shape == (2, 0)
