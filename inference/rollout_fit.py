@@ -10,11 +10,11 @@ Works for any :class:`~learnrules.models.rule.LearningRule`: the network of a ne
 optimized on the unconstrained scale through ``biject_to(constraint)``.
 
 Two optimizers: Adam on mini-batches of animals with truncated gradients (Liu et al.'s schedule) or exact
-ones (``tbptt=None``), or full-batch L-BFGS on the exact gradient, which a line search needs. Exact gradients
-come from the whole rollout, by default solved in parallel over trials
-(:mod:`learnrules.inference.parallel_rollout`). On Liu et al.'s 100 x 2,000 simulation (known initial weights)
-L-BFGS brought MLP rules to 2-20 nats below the true rule's log-likelihood, or above it, in 900 s; Adam to 18
-nats below in 2,400 s (bench/results/neural_identify*.md, neural_recovery_known_init.md).
+ones (``tbptt=None``), or full-batch L-BFGS on the exact gradient, which a line search needs, optionally after a
+few Adam epochs (``warmup_epochs``). Exact gradients come from the whole rollout, by default solved in parallel
+over trials (:mod:`learnrules.inference.parallel_rollout`). On Liu et al.'s 100 x 2,000 simulation (known
+initial weights) L-BFGS brought MLP rules to 2-20 nats below the true rule's log-likelihood, or above it, in 900
+s; Adam to 18 nats below in 2,400 s (bench/results/neural_identify*.md, neural_recovery_known_init.md).
 """
 
 from __future__ import annotations
@@ -64,10 +64,15 @@ class RolloutConfig:
     optimizer : {"adam", "lbfgs"}
         "adam": the options below. "lbfgs": full-batch L-BFGS with a strong-Wolfe line search on the
         untruncated rollout likelihood, one step of up to ``lbfgs_iter`` iterations per epoch; ``lr``,
-        ``init_lr``, ``lr_decay``, ``tbptt``, ``update``, ``batch_size`` and ``clip_norm`` do not apply. A
+        ``init_lr``, ``lr_decay``, ``tbptt``, ``update``, ``batch_size`` and ``clip_norm`` apply to its Adam
+        warm-up only. A
         line-search trial whose rollout diverges counts as a very high loss, so the search backs off from it.
     lbfgs_iter : int
         Iterations (function evaluations are more, for the line search) per L-BFGS step.
+    warmup_epochs : int
+        With ``optimizer="lbfgs"``: Adam epochs (with the Adam options below) before L-BFGS takes over. From a
+        network's random initialization L-BFGS can settle in a narrow valley of the whole-sequence likelihood
+        (bench/neural_speed.py: 2 of 4 initializations); a few small Adam steps first lead it to a better one.
     solver : {"parallel", "sequential"}
         How a whole-sequence rollout (L-BFGS; Adam with ``tbptt=None`` or ``update="sequence"``) is
         evaluated: "parallel" solves all trials at once by Newton iterations started from the previous solve's
@@ -104,7 +109,7 @@ class RolloutConfig:
         Converged when the relative change of the epoch loss falls below ``tol``.
     patience : int or None
         Early stopping: stop after this many evaluations of the validation cohort without improvement
-        (and restore the best state). Needs ``validation``.
+        (and restore the best state); not before the end of an L-BFGS fit's warm-up. Needs ``validation``.
     eval_every : int
         Epochs between validation evaluations.
     log_every : int
@@ -116,6 +121,7 @@ class RolloutConfig:
     epochs: int = 100
     optimizer: Literal["adam", "lbfgs"] = "adam"
     lbfgs_iter: int = 20
+    warmup_epochs: int = 0
     solver: Literal["parallel", "sequential"] = "parallel"
     lr: float = 3e-3
     init_lr: float = 3e-2
@@ -202,16 +208,14 @@ class _Trainer:
         self.w0 = w0.clone().requires_grad_(config.init_weights != "fixed")
         rule_tensors = list(self.raw.values()) + (list(self.network.parameters()) if self.network is not None else [])
         init_tensors = [self.w0] if self.w0.requires_grad else []
-        if config.optimizer == "lbfgs":  # one parameter group only: L-BFGS has no per-group options
-            self.optimizer = torch.optim.LBFGS(rule_tensors + init_tensors, lr=1.0, max_iter=config.lbfgs_iter,
-                                               history_size=100, line_search_fn="strong_wolfe",
-                                               tolerance_grad=1e-12, tolerance_change=1e-14)
-        else:
-            groups = [{"params": rule_tensors, "lr": config.lr}]
-            groups += [{"params": init_tensors, "lr": config.init_lr}] if init_tensors else []
-            self.optimizer = torch.optim.Adam(groups)
-        self.scheduler = (torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_decay)
-                          if config.optimizer == "adam" else None)
+        groups = [{"params": rule_tensors, "lr": config.lr}]
+        groups += [{"params": init_tensors, "lr": config.init_lr}] if init_tensors else []
+        self.adam = torch.optim.Adam(groups)
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.adam, gamma=config.lr_decay)
+        # one parameter group only: L-BFGS has no per-group options
+        self.lbfgs = (torch.optim.LBFGS(rule_tensors + init_tensors, lr=1.0, max_iter=config.lbfgs_iter,
+                                        history_size=100, line_search_fn="strong_wolfe", tolerance_grad=1e-12,
+                                        tolerance_change=1e-14) if config.optimizer == "lbfgs" else None)
         self.n_updates = 0
         self.guess: Tensor | None = None  # last rollouts solved in parallel, to start the next ones
         self.diverged_trials = 0  # L-BFGS line-search trials whose rollout diverged
@@ -234,11 +238,11 @@ class _Trainer:
         penalty = self.penalty()
         if penalty.requires_grad:  # once per step: the penalty is per trial, like the scaled NLL
             penalty.backward()
-        trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
+        trainable = [p for g in self.adam.param_groups for p in g["params"]]
         if self.config.clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(trainable, self.config.clip_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad()
+        self.adam.step()
+        self.adam.zero_grad()
         self.n_updates += 1
 
     def batch(self, index: Tensor, epoch: int) -> tuple[float, int]:
@@ -247,7 +251,7 @@ class _Trainer:
         x, y, r = c.features[index], c.choice[index], c.reward[index]
         mask = (c.observed & c.valid)[index]
         n_total = int(mask.sum())
-        self.optimizer.zero_grad()
+        self.adam.zero_grad()
         if cfg.tbptt is None or (cfg.update == "sequence" and cfg.solver == "parallel"):  # one solve, one step
             nll = -(trial_loglik(self.trajectory(index, cfg.tbptt), x, y) * mask).sum()
             if not torch.isfinite(nll):
@@ -291,7 +295,7 @@ class _Trainer:
         n_total, calls = int(mask.sum()), []
 
         def closure() -> Tensor:
-            self.optimizer.zero_grad()
+            self.lbfgs.zero_grad()
             weights = self.trajectory()
             nll = -(trial_loglik(weights, c.features, c.choice) * mask).sum()
             calls.append(float(nll.detach()))
@@ -304,7 +308,7 @@ class _Trainer:
             self.diverged_trials += 1
             return torch.tensor(_DIVERGED_LOSS, dtype=nll.dtype)
 
-        self.optimizer.step(closure)
+        self.lbfgs.step(closure)
         self.n_updates += 1
         return calls[0], n_total
 
@@ -389,6 +393,9 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
         raise ValueError(f"config.optimizer must be 'adam' or 'lbfgs', got {config.optimizer!r}")
     if config.solver not in ("parallel", "sequential"):
         raise ValueError(f"config.solver must be 'parallel' or 'sequential', got {config.solver!r}")
+    if config.warmup_epochs < 0 or (config.warmup_epochs and config.optimizer != "lbfgs"):
+        raise ValueError(f"config.warmup_epochs (Adam epochs before L-BFGS) must be >= 0 and needs optimizer='lbfgs', "
+                         f"got {config.warmup_epochs} with {config.optimizer!r}")
     generator = torch.Generator()
     generator.manual_seed(seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_()))
     trainer = _Trainer(cohort, rule, params, init_weights, config)
@@ -398,7 +405,7 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
                desc=f"rollout {rule.name}")
     stop = "max epochs"
     for epoch in bar:
-        if config.optimizer == "lbfgs":
+        if config.optimizer == "lbfgs" and epoch >= config.warmup_epochs:
             sums = [trainer.lbfgs_step(epoch)]
         else:
             order = torch.randperm(cohort.n_animals, generator=generator)
@@ -420,7 +427,7 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
         if (epoch + 1) % config.log_every == 0 or epoch == 0:
             logger.info("epoch %d: train NLL/trial %.5f%s", epoch + 1, losses[-1],
                         f", held-out LL/trial {val[-1]:.5f}" if val else "")
-        if config.patience is not None and best[2] >= config.patience:
+        if config.patience is not None and best[2] >= config.patience and epoch >= config.warmup_epochs:
             stop = f"early stop: no held-out improvement in {config.patience} evaluations"
             break
         if config.time_budget_s is not None and time.perf_counter() - t0 > config.time_budget_s:

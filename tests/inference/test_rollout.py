@@ -1,5 +1,6 @@
 import logging
 import time
+from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
@@ -107,6 +108,20 @@ def test_lbfgs_fit_reaches_a_stationary_point_of_the_exact_likelihood(reinforce_
     adam = fit_rollout(cohort, Reinforce(), config=RolloutConfig(epochs=20, lr=0.1, tbptt=400, init_lr=0.05),
                        params={"alpha": torch.tensor([0.03, 0.03])}, seed=0)
     assert float(res.train_loglik.sum()) > float(adam.train_loglik.sum())
+
+
+def test_lbfgs_warmup_takes_adams_steps_first_then_reaches_a_stationary_point(reinforce_sim):
+    cohort, start = to_cohort(reinforce_sim), {"alpha": torch.tensor([0.03, 0.03])}
+    adam_options = {"lr": 0.1, "tbptt": 100, "init_lr": 0.05}
+    adam = fit_rollout(cohort, Reinforce(), config=RolloutConfig(epochs=3, **adam_options), params=start, seed=0)
+    warm = RolloutConfig(optimizer="lbfgs", warmup_epochs=3, tol=1e-12, **adam_options)
+    only_warmup = fit_rollout(cohort, Reinforce(), config=replace(warm, epochs=3), params=start, seed=0)
+    torch.testing.assert_close(only_warmup.params["alpha"], adam.params["alpha"], rtol=0, atol=1e-12)
+    assert only_warmup.n_updates == adam.n_updates == 3 * 4  # four chunks of 100 trials per epoch
+    res = fit_rollout(cohort, Reinforce(), config=replace(warm, epochs=18), params=start, seed=0)
+    assert res.n_updates == 3 * 4 + 15
+    grad = exact_gradient(cohort, Reinforce(), res.params, res.init_weights)
+    assert grad.abs().max() < 1e-5, grad
 
 
 
@@ -235,6 +250,8 @@ def test_config_errors(reinforce_sim):
     cohort = to_cohort(reinforce_sim)
     with pytest.raises(ValueError, match="validation"):
         fit_rollout(cohort, Reinforce(), config=RolloutConfig(patience=2))
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        fit_rollout(cohort, Reinforce(), config=RolloutConfig(warmup_epochs=5))
 
     class NotFittable(Reinforce):
         fittable: ClassVar[bool] = False
