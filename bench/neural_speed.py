@@ -9,7 +9,7 @@ REINFORCE), one MLP rule (16, 16) at the same initialization for every method, a
 - ``lbfgs (early stop)``: the same fit, stopped when 4 further validation animals (simulated apart, seed 1)
   have not improved for 5 steps and returned at its best validation step; that state alone is scored on
   the held-out animals, so nothing about them selects it.
-- ``lbfgs (warm-up)``, ``lbfgs (warm-up, early stop)``: the same two after ``--warmup`` epochs (default 50) of the
+- ``warm-up + lbfgs`` and its ``(early stop)``: the same two after ``--warmup`` epochs (default 50) of the
   paper's schedule below (``RolloutConfig(warmup_epochs=...)``), which lead L-BFGS past the narrow valleys it
   settles in from some initializations.
 - ``paper``: Liu, Geadah & Pillow's schedule, Adam lr 3e-3 with backprop truncated every 100 trials and one
@@ -63,12 +63,12 @@ def paper(solver: str) -> RolloutConfig:
 METHODS = {
     "lbfgs": lambda a: lbfgs(a),
     "lbfgs (early stop)": lambda a: lbfgs(a, patience=5),
-    "lbfgs (warm-up)": lambda a: lbfgs(a, warmup=True),
-    "lbfgs (warm-up, early stop)": lambda a: lbfgs(a, warmup=True, patience=5),
+    "warm-up + lbfgs": lambda a: lbfgs(a, warmup=True),
+    "warm-up + lbfgs (early stop)": lambda a: lbfgs(a, warmup=True, patience=5),
     "paper (parallel)": lambda a: paper("parallel"),
     "paper": lambda a: paper("sequential"),
 }
-EARLY_STOPPED = {"lbfgs (early stop)", "lbfgs (warm-up, early stop)"}  # validated on animals of their own
+EARLY_STOPPED = {"lbfgs (early stop)", "warm-up + lbfgs (early stop)"}  # validated on animals of their own
 
 
 def time_to(res: RolloutResult, target: float) -> float:
@@ -128,7 +128,7 @@ def main() -> None:
     notes = [f"cohort: 12 train + 4 held-out animals x 10,000 trials, noise-free REINFORCE alpha "
              f"{sim.params['alpha'].tolist()}; MLP (16, 16) {args.activation}, seed {args.seed}, for every method",
              f"oracle (true rule, true initial weights) held-out LL {oracle:.5f}",
-             f"lbfgs (warm-up): {args.warmup} epochs of the paper's schedule, then L-BFGS",
+             f"warm-up + lbfgs: {args.warmup} epochs of the paper's schedule, then L-BFGS",
              "early stop: best = final = the held-out LL of the returned state; train_s = the whole fit's "
              "wall time, its validations included (they are part of the method); train_s_to_best = training time "
              "to its best validation step; train_s_to_target = train_s when the returned state reaches the target",
