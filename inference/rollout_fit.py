@@ -109,7 +109,8 @@ class RolloutConfig:
         Converged when the relative change of the epoch loss falls below ``tol``.
     patience : int or None
         Early stopping: stop after this many evaluations of the validation cohort without improvement
-        (and restore the best state); not before the end of an L-BFGS fit's warm-up. Needs ``validation``.
+        (and restore the best state); evaluations in an L-BFGS fit's warm-up do not count. Needs
+        ``validation``.
     eval_every : int
         Epochs between validation evaluations.
     log_every : int
@@ -422,12 +423,12 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
             validating_s += time.perf_counter() - tick
             if val[-1] > best[0]:
                 best = (val[-1], trainer.snapshot(), 0)
-            else:
-                best = (best[0], best[1], best[2] + 1)
+            else:  # patience counts from the end of a warm-up
+                best = (best[0], best[1], best[2] + 1 if epoch >= config.warmup_epochs else 0)
         if (epoch + 1) % config.log_every == 0 or epoch == 0:
             logger.info("epoch %d: train NLL/trial %.5f%s", epoch + 1, losses[-1],
                         f", held-out LL/trial {val[-1]:.5f}" if val else "")
-        if config.patience is not None and best[2] >= config.patience and epoch >= config.warmup_epochs:
+        if config.patience is not None and best[2] >= config.patience:
             stop = f"early stop: no held-out improvement in {config.patience} evaluations"
             break
         if config.time_budget_s is not None and time.perf_counter() - t0 > config.time_budget_s:

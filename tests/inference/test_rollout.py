@@ -1,6 +1,7 @@
 import logging
 import time
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import ClassVar
 
 import numpy as np
@@ -210,6 +211,18 @@ def test_gru_fit_runs_and_improves():
     assert res.init_weights.shape == (6, 2) and torch.equal(res.init_weights[0], res.init_weights[5])
     assert len(res.val_loglik) == 6 and res.losses[-1] < res.losses[0]
     assert res.n_updates == 6 * 3
+
+
+def test_patience_counts_from_the_end_of_the_warmup(reinforce_sim, monkeypatch):
+    # Every evaluation after the first scores lower; the warm-up's 6 must not spend the patience of 2.
+    scores = iter(-float(i) for i in range(100))
+    monkeypatch.setattr(rollout_fit, "predict_heldout", lambda *a, **k: SimpleNamespace(loglik_per_trial=next(scores)))
+    cohort = to_cohort(reinforce_sim).select([0, 1])
+    config = RolloutConfig(epochs=20, optimizer="lbfgs", lbfgs_iter=2, warmup_epochs=6, patience=2)
+    res = fit_rollout(cohort, Reinforce(), config=config, validation=cohort, seed=0)
+    assert res.n_steps == 8 and res.stop_reason.startswith("early stop")
+    first = fit_rollout(cohort, Reinforce(), config=replace(config, epochs=1, patience=None), seed=0)
+    torch.testing.assert_close(res.params["alpha"], first.params["alpha"], rtol=0, atol=0)  # the best state
 
 
 def test_validation_time_is_left_out_of_the_training_clock(reinforce_sim, monkeypatch):
