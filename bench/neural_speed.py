@@ -24,8 +24,8 @@ best score the paper's schedule reaches in its 1,000 epochs (stepped trial by tr
 parallel); each method's time to reach it is the training time at its first evaluation at or above it (for the
 early-stopped fit: the whole fit's time, validations included, if its returned state scores at or above it).
 
-Run: ``.venv/bin/python bench/neural_speed.py [--activation tanh|relu] [--seed N]``; writes
-bench/results/neural_speed_<activation>[_seed<N>].md/.csv and the held-out paths (_paths.csv).
+Run: ``.venv/bin/python bench/neural_speed.py [--activation tanh|relu] [--seed N] [--methods A,B] [--tag T]``;
+writes bench/results/neural_speed_<activation>[_seed<N>][_<T>].md/.csv and the held-out paths (_paths.csv).
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=50, help="Adam epochs before L-BFGS in the warm-up methods")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of the methods")
     parser.add_argument("--seed", type=int, default=0, help="seed of the network's initialization")
+    parser.add_argument("--tag", default="", help="suffix of the result files (e.g. for a subset of the methods)")
     args = parser.parse_args()
     torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)
@@ -137,7 +138,8 @@ def main() -> None:
              f"torch {torch.__version__}, 1 thread"]
     print(table.to_string(index=False))
     OUT.mkdir(exist_ok=True)
-    stem = OUT / (f"neural_speed_{args.activation}" + (f"_seed{args.seed}" if args.seed else ""))
+    stem = OUT / (f"neural_speed_{args.activation}" + (f"_seed{args.seed}" if args.seed else "")
+                  + (f"_{args.tag}" if args.tag else ""))
     table.to_csv(stem.with_suffix(".csv"), index=False)
     stem.with_suffix(".md").write_text("\n".join([f"# neural_speed ({args.activation})", "", __doc__.split("\n")[0], "",
                                                    *(f"- {n}" for n in notes), "", markdown(table, digits=6), ""]))
