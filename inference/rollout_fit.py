@@ -65,8 +65,8 @@ class RolloutConfig:
         "adam": the options below. "lbfgs": full-batch L-BFGS with a strong-Wolfe line search on the
         untruncated rollout likelihood, one step of up to ``lbfgs_iter`` iterations per epoch; ``lr``,
         ``init_lr``, ``lr_decay``, ``tbptt``, ``update``, ``batch_size`` and ``clip_norm`` apply to its Adam
-        warm-up only. A
-        line-search trial whose rollout diverges counts as a very high loss, so the search backs off from it.
+        warm-up only. A line-search trial whose rollout diverges counts as a very high loss, so the search
+        backs off from it.
     lbfgs_iter : int
         Iterations (function evaluations are more, for the line search) per L-BFGS step.
     warmup_epochs : int
