@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -45,7 +46,7 @@ from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import rule_network
 from learnrules.models.rule import LearningRule, Params
 
-__all__ = ["RolloutConfig", "RolloutResult", "fit_rollout"]
+__all__ = ["RolloutConfig", "RolloutResult", "fit_rollout", "holdout_sessions"]
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ class RolloutResult:
     init_weights : Tensor, shape (animals, K)
         Fitted initial weights.
     losses : tuple of float
-        Mean negative log-likelihood per observed trial of each epoch (during training).
+        Mean negative log-likelihood per fitted trial (observed, not held out) of each epoch (during training).
     val_loglik : tuple of float
         Held-out log-likelihood per trial at each validation evaluation (empty without validation).
     val_train_s : tuple of float
@@ -168,7 +169,8 @@ class RolloutResult:
     elapsed_s : float
         Wall time of the fit.
     train_loglik : Tensor, shape (animals, T)
-        Per-trial log-likelihood of the training data under the final fit (0 on unobserved trials).
+        Per-trial log-likelihood of the training animals under the final fit, held-out trials included (0 on
+        unobserved trials).
     stop_reason : str
         Why the loop ended.
     """
@@ -191,8 +193,10 @@ class _Trainer:
     """Mutable state of one fit: the rule copy, its tensors, the initial weights and the optimizer."""
 
     def __init__(self, cohort: CohortTensors, rule: LearningRule, params: Params | None,
-                 init_weights: Tensor | None, config: RolloutConfig) -> None:
+                 init_weights: Tensor | None, config: RolloutConfig, holdout: Tensor | None = None) -> None:
         self.cohort, self.config = cohort, config
+        self.updates = cohort.observed & cohort.valid  # trials whose choice moves the weights
+        self.fitted = self.updates if holdout is None else self.updates & ~holdout  # trials in the loss
         self.rule = copy.deepcopy(rule)
         self.network = rule_network(self.rule)
         if self.network is not None:
@@ -250,7 +254,7 @@ class _Trainer:
         """Train on the animals at ``index``; return the summed NLL and the number of observed trials."""
         c, cfg = self.cohort, self.config
         x, y, r = c.features[index], c.choice[index], c.reward[index]
-        mask = (c.observed & c.valid)[index]
+        updates, mask = self.updates[index], self.fitted[index]
         n_total = int(mask.sum())
         self.adam.zero_grad()
         if cfg.tbptt is None or (cfg.update == "sequence" and cfg.solver == "parallel"):  # one solve, one step
@@ -267,7 +271,7 @@ class _Trainer:
             sl = slice(start, start + cfg.tbptt)
             n_chunk = int(mask[:, sl].sum())
             weights, w, context = rollout_trajectory(self.rule, self.params(), x[:, sl], y[:, sl], r[:, sl],
-                                                     mask[:, sl], w, context)
+                                                     updates[:, sl], w, context)
             nll = -(trial_loglik(weights, x[:, sl], y[:, sl]) * mask[:, sl]).sum()
             if not torch.isfinite(nll):
                 raise FloatingPointError(
@@ -291,8 +295,7 @@ class _Trainer:
         loss of ``_DIVERGED_LOSS`` with a zero gradient, so that it backtracks towards the finite side; the
         point L-BFGS keeps is always one it evaluated as finite and better.
         """
-        c = self.cohort
-        mask = c.observed & c.valid
+        c, mask = self.cohort, self.fitted
         n_total, calls = int(mask.sum()), []
 
         def closure() -> Tensor:
@@ -319,7 +322,7 @@ class _Trainer:
         The gradient is exact, or that of truncated backprop every ``truncate`` trials.
         """
         c = self.cohort
-        x, y, r, mask = c.features, c.choice, c.reward, c.observed & c.valid
+        x, y, r, mask = c.features, c.choice, c.reward, self.updates
         if index is not None:
             x, y, r, mask = x[index], y[index], r[index], mask[index]
         if self.config.solver == "sequential":
@@ -349,10 +352,53 @@ class _Trainer:
             self.network.load_state_dict(snap["net"])
 
 
+def holdout_sessions(cohort: CohortTensors, *, fraction: float = 0.2, min_sessions: int = 5,
+                     seed: int | None = 0) -> Tensor:
+    """Choose trials to hold out of a rollout fit for early stopping: a share of each animal's sessions.
+
+    Each animal gives ``max(1, round(fraction * units))`` of its units, drawn at random (``seed``) from all but
+    the first, which anchors the initial weights. Its units are its sessions when it has at least
+    ``min_sessions``, else ``min_sessions`` equal blocks of its trials (an animal recorded as one session).
+
+    Returns
+    -------
+    Tensor of bool, shape (animals, T)
+        True on the held-out trials (padding excluded); ``fit_rollout(..., holdout=...)``.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
+    rng = np.random.default_rng(seed)
+    session = (torch.cumsum(cohort.session_start.long(), 1) - 1).numpy()
+    out = np.zeros(cohort.observed.shape, dtype=bool)
+    for a, n in enumerate(cohort.lengths.tolist()):
+        if session[a, n - 1] + 1 >= min_sessions:
+            unit = session[a, :n]
+        else:  # equal blocks of its trials
+            unit = np.arange(n) * min_sessions // n
+        n_units = int(unit.max()) + 1
+        if n_units < 2:
+            continue
+        held = rng.choice(np.arange(1, n_units), size=max(1, round(fraction * n_units)), replace=False)
+        out[a, :n] = np.isin(unit, held)
+    return torch.from_numpy(out)
+
+
+def _validate(trainer: _Trainer, validation: CohortTensors | None, holdout: Tensor | None) -> float:
+    """Held-out log-likelihood per trial of the trainer's current state."""
+    if validation is not None:
+        return predict_heldout(validation, trainer.rule, trainer.params(),  # no warning per evaluation
+                               init_weights=trainer.initial().detach().mean(0), warn_diverged=False,
+                               solver=trainer.config.solver).loglik_per_trial
+    with torch.no_grad():
+        ll = rollout_loglik(trainer.cohort, trainer.rule, trainer.params(), trainer.initial(),
+                            solver=trainer.config.solver)
+    return float(ll[holdout].sum() / holdout.sum().clamp(min=1))
+
+
 def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutConfig = RolloutConfig(),
                 params: Params | None = None, init_weights: Tensor | None = None,
-                validation: CohortTensors | None = None, seed: int | None = None,
-                progress: bool | None = None) -> RolloutResult:
+                validation: CohortTensors | None = None, holdout: Tensor | None = None,
+                seed: int | None = None, progress: bool | None = None) -> RolloutResult:
     """Fit a rule (and the initial weights) by deterministic rollout with truncated backprop through time.
 
     Parameters
@@ -369,6 +415,10 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
         Starting initial weights (default: ``config.init_from``).
     validation : CohortTensors, optional
         Held-out animals, scored with the mean fitted initial weights, for early stopping and monitoring.
+    holdout : Tensor of bool, shape (animals, T), optional
+        Instead of ``validation``: trials of the training animals left out of the loss and scored for early
+        stopping and monitoring (e.g. :func:`holdout_sessions`). Their choices still move the weights, as
+        observed history does, so the score is one-step-ahead prediction of choices the fit never saw.
     seed : int, optional
         Seed of the mini-batch order.
     progress : bool, optional
@@ -388,8 +438,13 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
     """
     if not rule.fittable:
         raise ValueError(f"rule {rule.name} is not fittable (its state depends on the latent weights)")
-    if config.patience is not None and validation is None:
-        raise ValueError("config.patience needs a validation cohort")
+    if validation is not None and holdout is not None:
+        raise ValueError("give a validation cohort or held-out trials, not both")
+    if holdout is not None and holdout.shape != cohort.observed.shape:
+        raise ValueError(f"holdout must have the cohort's shape {tuple(cohort.observed.shape)}, "
+                         f"got {tuple(holdout.shape)}")
+    if config.patience is not None and validation is None and holdout is None:
+        raise ValueError("config.patience needs a validation cohort or held-out trials")
     if config.optimizer not in ("adam", "lbfgs"):
         raise ValueError(f"config.optimizer must be 'adam' or 'lbfgs', got {config.optimizer!r}")
     if config.solver not in ("parallel", "sequential"):
@@ -399,7 +454,7 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
                          f"got {config.warmup_epochs} with {config.optimizer!r}")
     generator = torch.Generator()
     generator.manual_seed(seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_()))
-    trainer = _Trainer(cohort, rule, params, init_weights, config)
+    trainer = _Trainer(cohort, rule, params, init_weights, config, holdout)
     t0, losses, val, best = time.perf_counter(), [], [], (-math.inf, None, 0)
     val_train_s, validating_s = [], 0.0
     bar = tqdm(range(config.epochs), disable=not (sys.stderr.isatty() if progress is None else progress),
@@ -414,12 +469,10 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
             trainer.scheduler.step()
         losses.append(sum(s for s, _ in sums) / max(sum(n for _, n in sums), 1))
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        if validation is not None and (epoch + 1) % config.eval_every == 0:
+        if (validation is not None or holdout is not None) and (epoch + 1) % config.eval_every == 0:
             tick = time.perf_counter()
             val_train_s.append(tick - t0 - validating_s)
-            val.append(predict_heldout(validation, trainer.rule, trainer.params(),  # no warning per evaluation
-                                       init_weights=trainer.initial().detach().mean(0),
-                                       warn_diverged=False, solver=config.solver).loglik_per_trial)
+            val.append(_validate(trainer, validation, holdout))
             validating_s += time.perf_counter() - tick
             if val[-1] > best[0]:
                 best = (val[-1], trainer.snapshot(), 0)

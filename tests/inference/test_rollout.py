@@ -10,7 +10,7 @@ import torch
 
 from learnrules.inference import rollout_fit
 from learnrules.inference.rollout import estimate_initial_weights, predict_heldout, rollout_loglik, rollout_trajectory
-from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
+from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout, holdout_sessions
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import GRURule, MLPRule
 from learnrules.models.rule import LearningRule
@@ -79,21 +79,23 @@ def test_fit_recovers_reinforce_alpha(reinforce_sim):
     assert res.train_loglik.shape == (12, 400) and res.losses[-1] < res.losses[0]
 
 
-def exact_gradient(cohort, rule, params, w0):
-    """Gradient of the untruncated mean NLL in (params, initial weights), at the given point."""
+def exact_gradient(cohort, rule, params, w0, scored=None):
+    """Gradient of the untruncated mean NLL of the ``scored`` trials in (params, initial weights)."""
     params = {k: v.clone().requires_grad_() for k, v in params.items()}
     w0 = w0.clone().requires_grad_()
-    nll = -rollout_trajectory_loglik(cohort, rule, params, w0)
+    nll = -rollout_trajectory_loglik(cohort, rule, params, w0, scored)
     grads = torch.autograd.grad(nll, [*params.values(), w0])
     return torch.cat([g.reshape(-1) for g in grads])
 
 
-def rollout_trajectory_loglik(cohort, rule, params, w0):
+def rollout_trajectory_loglik(cohort, rule, params, w0, scored=None):
+    """Mean log-likelihood of the ``scored`` trials (default: all observed) of the rollout through all."""
     mask = cohort.observed & cohort.valid
+    scored = mask if scored is None else scored & mask
     weights, _, _ = rollout_trajectory(rule, params, cohort.features, cohort.choice, cohort.reward, mask, w0)
     p = torch.sigmoid((weights * cohort.features).sum(-1))
     y = cohort.choice
-    return ((y * torch.log(p) + (1 - y) * torch.log1p(-p)) * mask).sum() / mask.sum()
+    return ((y * torch.log(p) + (1 - y) * torch.log1p(-p)) * scored).sum() / scored.sum()
 
 
 def test_lbfgs_fit_reaches_a_stationary_point_of_the_exact_likelihood(reinforce_sim):
@@ -124,6 +126,55 @@ def test_lbfgs_warmup_takes_adams_steps_first_then_reaches_a_stationary_point(re
     grad = exact_gradient(cohort, Reinforce(), res.params, res.init_weights)
     assert grad.abs().max() < 1e-5, grad
 
+
+
+def with_sessions(cohort, length):
+    """The cohort with a session starting every ``length`` trials."""
+    starts = (torch.arange(cohort.features.shape[1]) % length == 0).expand_as(cohort.observed).clone()
+    return replace(cohort, session_start=starts)
+
+
+def test_holdout_sessions_are_whole_later_sessions_or_blocks(reinforce_sim):
+    cohort = to_cohort(reinforce_sim)  # one session of 400 trials per animal: five blocks of 80
+    held = holdout_sessions(cohort, seed=0)
+    blocks = held.reshape(12, 5, 80)
+    assert (blocks.all(-1) | ~blocks.any(-1)).all()  # whole blocks
+    assert (blocks.all(-1).sum(1) == 1).all() and not blocks[:, 0].any()  # one of five, never the first
+    sessions = with_sessions(cohort, 20)  # 20 sessions: 4 held out
+    held = holdout_sessions(sessions, seed=1).reshape(12, 20, 20)
+    assert (held.all(-1) | ~held.any(-1)).all() and (held.all(-1).sum(1) == 4).all() and not held[:, 0].any()
+    assert torch.equal(held, holdout_sessions(sessions, seed=1).reshape(12, 20, 20))
+    assert not torch.equal(held, holdout_sessions(sessions, seed=2).reshape(12, 20, 20))
+    with pytest.raises(ValueError, match="fraction"):
+        holdout_sessions(cohort, fraction=1.0)
+
+
+def test_held_out_trials_move_the_weights_but_stay_out_of_the_loss(reinforce_sim):
+    cohort = to_cohort(reinforce_sim)
+    held = holdout_sessions(cohort, seed=0)
+    config = RolloutConfig(epochs=15, optimizer="lbfgs", tol=1e-12)
+    res = fit_rollout(cohort, Reinforce(), config=config, params={"alpha": torch.tensor([0.03, 0.03])},
+                      holdout=held, seed=0)
+    # A stationary point of the likelihood of the fitted trials, along the rollout through every trial ...
+    grad = exact_gradient(cohort, Reinforce(), res.params, res.init_weights, scored=~held)
+    assert grad.abs().max() < 1e-5, grad
+    assert exact_gradient(cohort, Reinforce(), res.params, res.init_weights).abs().max() > 1e-3
+    # ... scored on the held-out trials after each step.
+    ll = rollout_trajectory_loglik(cohort, Reinforce(), res.params, res.init_weights, scored=held)
+    assert len(res.val_loglik) == res.n_steps and res.val_loglik[-1] == pytest.approx(float(ll), abs=1e-12)
+    assert res.losses[-1] == pytest.approx(-float(rollout_trajectory_loglik(
+        cohort, Reinforce(), res.params, res.init_weights, scored=~held)), rel=1e-6)
+
+
+def test_early_stopping_on_held_out_trials_keeps_their_best_state(reinforce_sim):
+    cohort = with_sessions(to_cohort(reinforce_sim), 50)
+    held = holdout_sessions(cohort, seed=0)
+    config = RolloutConfig(epochs=60, lr=0.3, init_lr=0.1, tbptt=100, patience=3)  # overshooting Adam steps
+    res = fit_rollout(cohort, Reinforce(), config=config, params={"alpha": torch.tensor([0.03, 0.03])},
+                      holdout=held, seed=0)
+    assert res.stop_reason.startswith("early stop") and res.n_steps < 60
+    kept = rollout_trajectory_loglik(cohort, Reinforce(), res.params, res.init_weights, scored=held)
+    assert float(kept) == pytest.approx(max(res.val_loglik), abs=1e-12) and max(res.val_loglik) > res.val_loglik[-1]
 
 
 def _network_norm2(rule) -> float:
@@ -263,6 +314,11 @@ def test_config_errors(reinforce_sim):
     cohort = to_cohort(reinforce_sim)
     with pytest.raises(ValueError, match="validation"):
         fit_rollout(cohort, Reinforce(), config=RolloutConfig(patience=2))
+    held = holdout_sessions(cohort)
+    with pytest.raises(ValueError, match="not both"):
+        fit_rollout(cohort, Reinforce(), validation=cohort, holdout=held)
+    with pytest.raises(ValueError, match="shape"):
+        fit_rollout(cohort, Reinforce(), holdout=held[:, :10])
     with pytest.raises(ValueError, match="warmup_epochs"):
         fit_rollout(cohort, Reinforce(), config=RolloutConfig(warmup_epochs=5))
 
