@@ -356,9 +356,10 @@ def holdout_sessions(cohort: CohortTensors, *, fraction: float = 0.2, min_sessio
                      seed: int | None = 0) -> Tensor:
     """Choose trials to hold out of a rollout fit for early stopping: a share of each animal's sessions.
 
-    Each animal gives ``max(1, round(fraction * units))`` of its units, drawn at random (``seed``) from all but
-    the first, which anchors the initial weights. Its units are its sessions when it has at least
-    ``min_sessions``, else ``min_sessions`` equal blocks of its trials (an animal recorded as one session).
+    Its units are its sessions when it has at least ``min_sessions``, else ``min_sessions`` equal blocks of its
+    trials (an animal recorded as one session). Of the units with an observed choice it gives
+    ``max(1, round(fraction * units))``, drawn at random (``seed``) from all but the first, which anchors the
+    initial weights.
 
     Returns
     -------
@@ -369,16 +370,19 @@ def holdout_sessions(cohort: CohortTensors, *, fraction: float = 0.2, min_sessio
         raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
     rng = np.random.default_rng(seed)
     session = (torch.cumsum(cohort.session_start.long(), 1) - 1).numpy()
+    observed = (cohort.observed & cohort.valid).numpy()
     out = np.zeros(cohort.observed.shape, dtype=bool)
     for a, n in enumerate(cohort.lengths.tolist()):
         if session[a, n - 1] + 1 >= min_sessions:
             unit = session[a, :n]
         else:  # equal blocks of its trials
             unit = np.arange(n) * min_sessions // n
-        n_units = int(unit.max()) + 1
-        if n_units < 2:
+        seen = np.unique(unit[observed[a, :n]])  # units with a choice to score (e.g. none masked for scoring)
+        candidates = seen[seen > 0]
+        if len(candidates) == 0:
             continue
-        held = rng.choice(np.arange(1, n_units), size=max(1, round(fraction * n_units)), replace=False)
+        size = min(len(candidates), max(1, round(fraction * len(seen))))
+        held = rng.choice(candidates, size=size, replace=False)
         out[a, :n] = np.isin(unit, held)
     return torch.from_numpy(out)
 
@@ -392,7 +396,8 @@ def _validate(trainer: _Trainer, validation: CohortTensors | None, holdout: Tens
     with torch.no_grad():
         ll = rollout_loglik(trainer.cohort, trainer.rule, trainer.params(), trainer.initial(),
                             solver=trainer.config.solver)
-    return float(ll[holdout].sum() / holdout.sum().clamp(min=1))
+    scored = holdout & trainer.updates
+    return float(ll[scored].sum() / scored.sum().clamp(min=1))
 
 
 def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutConfig = RolloutConfig(),

@@ -145,6 +145,9 @@ def test_holdout_sessions_are_whole_later_sessions_or_blocks(reinforce_sim):
     assert (held.all(-1) | ~held.any(-1)).all() and (held.all(-1).sum(1) == 4).all() and not held[:, 0].any()
     assert torch.equal(held, holdout_sessions(sessions, seed=1).reshape(12, 20, 20))
     assert not torch.equal(held, holdout_sessions(sessions, seed=2).reshape(12, 20, 20))
+    masked = replace(sessions, observed=sessions.observed & ~((torch.arange(400) >= 20) & (torch.arange(400) < 220)))
+    held = holdout_sessions(masked, seed=1).reshape(12, 20, 20)  # sessions 1-10 have no choice to score
+    assert not held[:, :11].any() and (held.all(-1).sum(1) == 2).all()  # 20% of the ten with one
     with pytest.raises(ValueError, match="fraction"):
         holdout_sessions(cohort, fraction=1.0)
 
@@ -152,6 +155,7 @@ def test_holdout_sessions_are_whole_later_sessions_or_blocks(reinforce_sim):
 def test_held_out_trials_move_the_weights_but_stay_out_of_the_loss(reinforce_sim):
     cohort = to_cohort(reinforce_sim)
     held = holdout_sessions(cohort, seed=0)
+    cohort = replace(cohort, observed=(torch.arange(400) % 7 != 3).expand(12, 400))  # missing choices count nowhere
     config = RolloutConfig(epochs=15, optimizer="lbfgs", tol=1e-12)
     res = fit_rollout(cohort, Reinforce(), config=config, params={"alpha": torch.tensor([0.03, 0.03])},
                       holdout=held, seed=0)
