@@ -92,7 +92,8 @@ def _fitting(p: argparse.ArgumentParser, *, draws: bool = True) -> None:
                    help="wall-time budget of each neural-rule (mlp, gru) fit in seconds (default 120)")
     p.add_argument("--method", choices=("variational", "rollout"), default="variational",
                    help="fit of a neural rule: variational (weights with noise, default) or rollout (sigma = 0, "
-                        "Liu et al. 2025)")
+                        "Liu et al. 2025; it stops when 20%% of each animal's sessions, held out of the loss, stop "
+                        "improving)")
     p.add_argument("--max-steps", type=int, default=200,
                    help="maximum hyperparameter steps of a variational fit (default 200)")
     p.add_argument("--hidden", type=_widths, default=(32, 32),

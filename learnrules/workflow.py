@@ -7,8 +7,8 @@ whatever the method, so writing outputs, scoring and plotting never branch on it
   (:func:`learnrules.inference.fit`);
 - neural rules (``mlp``, ``gru``): the same variational fit with the network's tensors trained by Adam
   under a wall-time budget (default), or the deterministic rollout fit (``method="rollout"``: sigma = 0,
-  Liu et al. 2025; :func:`learnrules.inference.rollout_fit.fit_rollout`), whose rolled-out weights fill the
-  result with zero posterior sd and zero noise.
+  Liu et al. 2025; :func:`learnrules.inference.rollout_fit.fit_rollout`, :data:`LBFGS_ROLLOUT_CONFIG`), whose
+  rolled-out weights fill the result with zero posterior sd and zero noise.
 """
 
 from __future__ import annotations
@@ -27,15 +27,15 @@ from learnrules.inference.evaluate import PredictiveScore, gaussian_filter_logli
 from learnrules.inference.fit import FitConfig, fit
 from learnrules.inference.result import FitResult
 from learnrules.inference.rollout import rollout_weights
-from learnrules.inference.rollout_fit import RolloutConfig, RolloutResult, fit_rollout
+from learnrules.inference.rollout_fit import RolloutConfig, RolloutResult, fit_rollout, holdout_sessions
 from learnrules.models.dynamics import DynamicsConfig
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import Activation, GRURule, MLPRule, NeuralRule
 from learnrules.models.rule import LearningRule
 from learnrules.other_rules.registry import RULES, make_rule
 
-__all__ = ["NEURAL_FIT_CONFIG", "NEURAL_RULES", "RULE_NAMES", "FittedModel", "FitPredictor", "build_rule", "fit_model",
-           "parse_list", "rollout_to_result"]
+__all__ = ["ADAM_ROLLOUT_CONFIG", "LBFGS_ROLLOUT_CONFIG", "NEURAL_FIT_CONFIG", "NEURAL_RULES", "RULE_NAMES",
+           "FittedModel", "FitPredictor", "build_rule", "fit_model", "parse_list", "rollout_to_result"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,14 @@ NEURAL_RULES = ("mlp", "gru")
 NEURAL_FIT_CONFIG = FitConfig(dynamics=DynamicsConfig(sigma=0.05, sigma_init=2.0), optimizer="adam", lr=0.05,
                               network_lr=1e-2, inner_max_iter=2, param_posterior="none", max_steps=100_000,
                               log_every=25, window=25, batch_size=2)
+# Rollout settings (bench/results/rollout_method_*.md): both stop after 5 epochs without improvement on 20% of
+# the sessions, held out of the loss (:func:`holdout_sessions`), and keep their best state. MLP rules: 50
+# epochs of Liu et al.'s schedule (Adam lr 3e-3, backprop truncated every 100 trials, one step per epoch),
+# then full-batch L-BFGS, which overfits after its best. GRU rules: Adam with one step per 100 trials (a GRU's
+# whole-sequence rollout steps through nn.GRU: ~10 s per epoch on 20,000 trials, too slow for L-BFGS).
+LBFGS_ROLLOUT_CONFIG = RolloutConfig(epochs=10_000, optimizer="lbfgs", lbfgs_iter=10, warmup_epochs=50, lr=3e-3,
+                                     tbptt=100, update="sequence", patience=5, log_every=10)
+ADAM_ROLLOUT_CONFIG = RolloutConfig(epochs=10_000, lr=3e-3, tbptt=100, update="chunk", patience=5, log_every=10)
 RULE_NAMES = (*RULES, *NEURAL_RULES)
 _DTYPE = torch.float64
 
@@ -135,10 +143,15 @@ def rollout_to_result(fitted: RolloutResult, cohort: CohortTensors, *, name: str
 
 def _fit_neural(rule: NeuralRule, name: str, cohort: CohortTensors, *, seed: int | None, budget_s: float,
                 progress: bool | None) -> FittedModel:
-    config = RolloutConfig(epochs=10_000, time_budget_s=budget_s, batch_size=None, log_every=20)
-    fitted = fit_rollout(cohort, rule, config=config, seed=seed, progress=progress)
+    holdout = holdout_sessions(cohort, seed=seed)
+    config = ADAM_ROLLOUT_CONFIG if isinstance(rule, GRURule) else LBFGS_ROLLOUT_CONFIG
+    fitted = fit_rollout(cohort, rule, config=replace(config, time_budget_s=budget_s), holdout=holdout,
+                         seed=seed, progress=progress)
     logger.info("%s rollout fit: %d epochs, %s", name, fitted.n_steps, fitted.stop_reason)
-    note = f"deterministic rollout fit (sigma = 0), {fitted.n_steps} epochs, stopped by {fitted.stop_reason}"
+    best = max(fitted.val_loglik, default=math.nan)
+    note = (f"deterministic rollout fit (sigma = 0), {fitted.n_steps} epochs, stopped by {fitted.stop_reason}; "
+            f"{float(holdout.float().mean()):.0%} of the trials (whole sessions) held out for early stopping, "
+            f"best held-out LL {best:.4f} nats/trial")
     return FittedModel(name, fitted.rule, rollout_to_result(fitted, cohort, name=name), "rollout", note)
 
 
