@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from learnrules import cli
+from learnrules import cli, workflow
 from learnrules.behavior import load_trials
 from learnrules.inference import FitResult
 from learnrules.models.neural import load_neural_rule
@@ -115,6 +115,22 @@ def test_fit_neural_rule_saves_its_network(table, tmp_path):
     assert summary["method"] == "rollout" and ("time budget" in note or "early stop" in note)
     assert "held out for early stopping" in note
     assert summary["network"]["hidden"] == [32, 32]
+
+
+@pytest.mark.parametrize(("rule", "optimizer"), [("mlp", "lbfgs"), ("gru", "adam")])
+def test_rollout_method_fits_each_network_its_way_with_held_out_sessions(table, rule, optimizer, monkeypatch):
+    calls = []
+
+    def record(cohort, network, *, config, holdout, **kwargs):
+        calls.append((config, holdout))
+        raise InterruptedError  # the wiring is all this test needs
+
+    monkeypatch.setattr(workflow, "fit_rollout", record)
+    with pytest.raises(InterruptedError):
+        workflow.fit_model(load_trials(table), rule, method="rollout", budget_s=7.0, seed=0)
+    (config, holdout), = calls
+    assert config.optimizer == optimizer and config.patience == 5 and config.time_budget_s == 7.0
+    assert holdout.shape == (3, 300) and 0.15 < float(holdout.float().mean()) < 0.25  # 20% of the sessions
 
 
 def test_fit_neural_rule_takes_its_network_shape_from_the_options(table, tmp_path):
