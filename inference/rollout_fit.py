@@ -251,7 +251,7 @@ class _Trainer:
         self.n_updates += 1
 
     def batch(self, index: Tensor, epoch: int) -> tuple[float, int]:
-        """Train on the animals at ``index``; return the summed NLL and the number of observed trials."""
+        """Train on the animals at ``index``; return the summed NLL and the number of fitted trials."""
         c, cfg = self.cohort, self.config
         x, y, r = c.features[index], c.choice[index], c.reward[index]
         updates, mask = self.updates[index], self.fitted[index]
@@ -289,7 +289,7 @@ class _Trainer:
         return nll_sum, n_total
 
     def lbfgs_step(self, epoch: int) -> tuple[float, int]:
-        """One full-batch L-BFGS step; the summed NLL before it and the observed trials.
+        """One full-batch L-BFGS step; the summed NLL before it and the number of fitted trials.
 
         A line-search trial whose rollout diverges (a non-finite loss) is reported to the line search as a
         loss of ``_DIVERGED_LOSS`` with a zero gradient, so that it backtracks towards the finite side; the
