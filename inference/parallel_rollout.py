@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from learnrules.inference.sequential_rollout import rollout_contexts, rollout_trajectory
+from learnrules.inference.sequential_rollout import rollout_trajectory
 from learnrules.models.rule import LearningRule, Params
 
 __all__ = ["affine_scan", "ParallelRollout", "parallel_trajectory"]
@@ -105,11 +105,11 @@ def _contexts(rule: LearningRule, params: Params, x: Tensor, y: Tensor, r: Tenso
     """Return the rule's contexts on every trial; with ``truncate``, detached every ``truncate`` trials."""
     context = rule.init_context(params, x.shape[:-2], x.shape[-1]).to(x.dtype)
     if truncate is None:
-        return rollout_contexts(rule, params, context, x, y, r)
+        return rule.contexts_from(params, context, x, y, r)
     parts = []
     for start in range(0, x.shape[-2], truncate):
         sl = slice(start, start + truncate)
-        parts.append(rollout_contexts(rule, params, context, x[:, sl], y[:, sl], r[:, sl]))
+        parts.append(rule.contexts_from(params, context, x[:, sl], y[:, sl], r[:, sl]))
         context = parts[-1][:, -1].detach()
     return torch.cat(parts, dim=-2)
 

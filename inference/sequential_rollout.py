@@ -11,22 +11,7 @@ from torch import Tensor
 
 from learnrules.models.rule import LearningRule, Params
 
-__all__ = ["rollout_contexts", "rollout_trajectory"]
-
-
-def rollout_contexts(rule: LearningRule, params: Params, context: Tensor, x: Tensor, y: Tensor, r: Tensor
-                     ) -> Tensor:
-    """Contexts after each trial of a chunk ``(A, L, ...)``, starting from the carried ``context``."""
-    if rule.markov and rule.context_size == 0:
-        return context.unsqueeze(-2).expand(*x.shape[:-1], 0)
-    fast = getattr(rule, "contexts_from", None)
-    if fast is not None:
-        return fast(params, context, x, y, r)
-    out = []
-    for t in range(x.shape[-2]):
-        context = rule.next_context(params, context, x[..., t, :], y[..., t], r[..., t])
-        out.append(context)
-    return torch.stack(out, dim=-2)
+__all__ = ["rollout_trajectory"]
 
 
 def rollout_trajectory(rule: LearningRule, params: Params, x: Tensor, y: Tensor, r: Tensor, mask: Tensor,
@@ -59,7 +44,7 @@ def rollout_trajectory(rule: LearningRule, params: Params, x: Tensor, y: Tensor,
         context0 = rule.init_context(params, x.shape[:-2], x.shape[-1]).to(x.dtype)
     if x.shape[-2] == 0:
         return x.new_zeros(x.shape), w0, context0
-    contexts = rollout_contexts(rule, params, context0, x, y, r)
+    contexts = rule.contexts_from(params, context0, x, y, r)
     gate = mask.to(x.dtype).unsqueeze(-1)
     w, out = w0, []
     for t in range(x.shape[-2]):

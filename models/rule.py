@@ -123,9 +123,17 @@ class LearningRule(abc.ABC):
         """Contexts of a whole sequence, shape ``(*batch, T, C)``, from data only.
 
         ``x`` is ``(*batch, T, K)`` and ``y``, ``r`` are ``(*batch, T)``. Rules with a closed form (or a
-        recurrent network) override this loop.
+        recurrent network) override this or :meth:`contexts_from`.
         """
-        context = self.init_context(params, x.shape[:-2], x.shape[-1])
+        return self.contexts_from(params, self.init_context(params, x.shape[:-2], x.shape[-1]), x, y, r)
+
+    def contexts_from(self, params: Params, context: Tensor, x: Tensor, y: Tensor, r: Tensor) -> Tensor:
+        """Contexts after each trial of ``(x, y, r)``, starting from ``context`` (shapes as :meth:`contexts`).
+
+        Chunked rollouts carry the context from one chunk into the next.
+        """
+        if self.markov and self.context_size == 0:
+            return context.unsqueeze(-2).expand(*x.shape[:-1], 0)
         out = []
         for t in range(x.shape[-2]):
             context = self.next_context(params, context, x[..., t, :], y[..., t], r[..., t])
