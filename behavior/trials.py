@@ -42,6 +42,10 @@ class AnimalTrials:
     covariates : Mapping[str, ndarray]
         Numeric per-trial columns by name: stimuli (``contrastLeft``, ``contrastRight`` in [0, 1] with 0 on
         the unused side, or any named stimulus such as psytrack's ``s1``), ``probabilityLeft``, user columns.
+    held_out : ndarray of bool, shape (trials,), optional
+        True on trials held out of fitting (cross-validation): their choices still move the weights, as all
+        observed history does, but add no likelihood term, so they can be scored as choices the fit never
+        saw. None: no trial held out.
 
     All arrays are copies and read-only.
     """
@@ -53,9 +57,12 @@ class AnimalTrials:
     reward: np.ndarray
     answer: np.ndarray
     covariates: Mapping[str, np.ndarray] = field(default_factory=dict)
+    held_out: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.choice)
+        held_out = np.zeros(n, dtype=bool) if self.held_out is None else self.held_out
+        object.__setattr__(self, "held_out", _frozen(held_out, bool))
         object.__setattr__(self, "session", _frozen(self.session, np.int64))
         object.__setattr__(self, "trial", _frozen(self.trial, np.int64))
         for name in ("choice", "reward", "answer"):
@@ -63,7 +70,7 @@ class AnimalTrials:
         covariates = {k: _frozen(v, np.float64) for k, v in self.covariates.items()}
         object.__setattr__(self, "covariates", MappingProxyType(covariates))
         for name, values in [("session", self.session), ("trial", self.trial), ("reward", self.reward),
-                             ("answer", self.answer), *covariates.items()]:
+                             ("answer", self.answer), ("held_out", self.held_out), *covariates.items()]:
             if len(values) != n:
                 raise ValueError(f"subject {self.subject!r}: column {name!r} has {len(values)} rows, "
                                  f"expected {n}")

@@ -6,11 +6,14 @@ Two schemes:
   each rule is fitted to the other folds' animals and scores the held-out animals, whose initial weights the
   fitted predictor must itself supply (e.g. the population mean, with its spread as prior);
 - held-out sessions: each animal's sessions are shuffled (seeded) and dealt into ``k`` folds; the rule is
-  fitted to all animals with the held-out sessions' choices *masked* (marked missing: no likelihood term,
-  but the weights still evolve through those trials), then scores the full data with the score restricted
-  to the held-out sessions.
+  fitted to all animals with the held-out sessions' trials *held out* (:func:`hold_out_trials`: no
+  likelihood term, but their choices still move the weights, as they will when the full data are scored),
+  then scores the full data with the score restricted to the held-out sessions. So fit and score follow
+  the same trajectory; masking the choices instead (:func:`mask_trials`) would stop the rule from learning
+  in the held-out sessions while fitting but not while scoring.
 
-The caller supplies, per rule name, a ``fit_fn(train: TrialData) -> Predictor`` where ``Predictor`` has
+The caller supplies, per rule name, a ``fit_fn(train: TrialData) -> Predictor`` (which must leave the
+trials marked ``held_out`` out of its likelihood, as every fit of learnrules does) where ``Predictor`` has
 ``score(test: TrialData) -> PredictiveScore``; :class:`RulePredictor` is a ready-made predictor for a rule
 with known parameters (an oracle, or the output of any fit).
 """
@@ -28,13 +31,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from learnrules.behavior.trials import TrialData
+from learnrules.behavior.trials import AnimalTrials, TrialData
 from learnrules.inference.evaluate import PredictiveScore, particle_filter_loglik, rollout_loglik
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule
 
 __all__ = ["Fold", "Predictor", "RulePredictor", "animal_folds", "session_folds", "mask_trials",
-           "cross_validate", "compare_table"]
+           "hold_out_trials", "cross_validate", "compare_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,23 +82,34 @@ def animal_folds(data: TrialData, *, k: int = 5, seed: int | None = 0) -> list[F
     return folds
 
 
+def _subject_mask(animal: AnimalTrials, masks: Mapping[str, np.ndarray]) -> np.ndarray:
+    mask = np.asarray(masks.get(animal.subject, np.zeros(animal.n_trials, bool)), dtype=bool)
+    if mask.shape != (animal.n_trials,):
+        raise ValueError(f"mask of subject {animal.subject!r} has shape {mask.shape}, expected ({animal.n_trials},)")
+    return mask
+
+
 def mask_trials(data: TrialData, masks: Mapping[str, np.ndarray]) -> TrialData:
     """Return a copy of ``data`` whose choices are missing (NaN) where ``masks[subject]`` is True."""
-    animals = []
-    for animal in data:
-        mask = np.asarray(masks.get(animal.subject, np.zeros(animal.n_trials, bool)), dtype=bool)
-        if mask.shape != (animal.n_trials,):
-            raise ValueError(f"mask of subject {animal.subject!r} has shape {mask.shape}, "
-                             f"expected ({animal.n_trials},)")
-        animals.append(replace(animal, choice=np.where(mask, np.nan, animal.choice)))
+    animals = [replace(a, choice=np.where(_subject_mask(a, masks), np.nan, a.choice)) for a in data]
+    return TrialData(tuple(animals), data.choice_coding, data.n_nogo_dropped)
+
+
+def hold_out_trials(data: TrialData, masks: Mapping[str, np.ndarray]) -> TrialData:
+    """Return a copy of ``data`` whose trials are held out of fitting where ``masks[subject]`` is True.
+
+    The choices stay: a learning rule still updates on them (the trials' ``held_out`` flag only drops their
+    likelihood terms), so a fit sees the same history as the later scoring of those trials.
+    """
+    animals = [replace(a, held_out=a.held_out | _subject_mask(a, masks)) for a in data]
     return TrialData(tuple(animals), data.choice_coding, data.n_nogo_dropped)
 
 
 def session_folds(data: TrialData, *, k: int = 5, seed: int | None = 0) -> list[Fold]:
     """Deal each animal's sessions (shuffled with ``seed``) into ``k`` folds.
 
-    Fold ``i`` trains on ``data`` with the choices of its held-out sessions masked (:func:`mask_trials`) and
-    scores the unmasked data on exactly those sessions' observed trials. An animal with fewer than ``k``
+    Fold ``i`` trains on ``data`` with its held-out sessions held out of fitting (:func:`hold_out_trials`)
+    and scores the data on exactly those sessions' observed trials. An animal with fewer than ``k``
     sessions has no held-out session in some folds.
     """
     if k < 2:
@@ -109,7 +123,7 @@ def session_folds(data: TrialData, *, k: int = 5, seed: int | None = 0) -> list[
     for i in range(k):
         masks = {a.subject: np.array([assignment[a.subject][int(s)] == i for s in a.session], dtype=bool)
                  for a in data}
-        folds.append(Fold(i, mask_trials(data, masks), data, masks))
+        folds.append(Fold(i, hold_out_trials(data, masks), data, masks))
     return folds
 
 

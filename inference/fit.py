@@ -161,7 +161,7 @@ class _Objective:
                  seed: int | None = None) -> None:
         self.rule, self.theta, self.data, self.config = rule, theta, data, config
         self.post: Posterior | None = None
-        self.n_trials = max(int((data.observed & data.valid).sum()), 1)
+        self.n_trials = max(int(data.fitted.sum()), 1)
         self.scale = float(self.n_trials) if _uses_adam(rule, config) else 1.0
         self.step = 0
         self.last_elbo = float("nan")

@@ -96,10 +96,12 @@ def estimate_initial_weights(cohort: CohortTensors, *, n_trials: int = 100, l2: 
                              iterations: int = 25) -> Tensor:
     """Estimate initial weights by a ridge logistic regression on each animal's first ``n_trials`` trials.
 
+    Only fitted choices count (not held-out ones).
+
     The psychometric-curve start of Liu et al.'s code, made a proper MAP estimate (prior precision ``l2``
     around 0); Newton's method vectorized over animals. Returns ``(animals, K)``.
     """
-    mask = (cohort.observed & cohort.valid)[:, :n_trials].to(cohort.features.dtype)
+    mask = cohort.fitted[:, :n_trials].to(cohort.features.dtype)
     x, y = cohort.features[:, :n_trials], cohort.choice[:, :n_trials]
     k = cohort.n_features
     w = x.new_zeros(cohort.n_animals, k)

@@ -196,7 +196,7 @@ class _Trainer:
                  init_weights: Tensor | None, config: RolloutConfig, holdout: Tensor | None = None) -> None:
         self.cohort, self.config = cohort, config
         self.updates = cohort.observed & cohort.valid  # trials whose choice moves the weights
-        self.fitted = self.updates if holdout is None else self.updates & ~holdout  # trials in the loss
+        self.fitted = cohort.fitted if holdout is None else cohort.fitted & ~holdout  # trials in the loss
         self.rule = copy.deepcopy(rule)
         self.network = rule_network(self.rule)
         if self.network is not None:
@@ -357,7 +357,8 @@ def holdout_sessions(cohort: CohortTensors, *, fraction: float = 0.2, min_sessio
     """Choose trials to hold out of a rollout fit for early stopping: a share of each animal's sessions.
 
     Its units are its sessions when it has at least ``min_sessions``, else ``min_sessions`` equal blocks of its
-    trials (an animal recorded as one session). Of the units with an observed choice it gives
+    trials (an animal recorded as one session). Of the units with a fitted choice (observed, not already held
+    out of the cohort, e.g. for cross-validation) it gives
     ``max(1, round(fraction * units))``, drawn at random (``seed``) from all but the first, which anchors the
     initial weights.
 
@@ -370,14 +371,14 @@ def holdout_sessions(cohort: CohortTensors, *, fraction: float = 0.2, min_sessio
         raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
     rng = np.random.default_rng(seed)
     session = (torch.cumsum(cohort.session_start.long(), 1) - 1).numpy()
-    observed = (cohort.observed & cohort.valid).numpy()
+    fitted = cohort.fitted.numpy()
     out = np.zeros(cohort.observed.shape, dtype=bool)
     for a, n in enumerate(cohort.lengths.tolist()):
         if session[a, n - 1] + 1 >= min_sessions:
             unit = session[a, :n]
         else:  # equal blocks of its trials
             unit = np.arange(n) * min_sessions // n
-        seen = np.unique(unit[observed[a, :n]])  # units with a choice to score (e.g. none masked for scoring)
+        seen = np.unique(unit[fitted[a, :n]])  # units with a choice to score that cross-validation left us
         candidates = seen[seen > 0]
         if len(candidates) == 0:
             continue
@@ -396,7 +397,7 @@ def _validate(trainer: _Trainer, validation: CohortTensors | None, holdout: Tens
     with torch.no_grad():
         ll = rollout_loglik(trainer.cohort, trainer.rule, trainer.params(), trainer.initial(),
                             solver=trainer.config.solver)
-    scored = holdout & trainer.updates
+    scored = holdout & trainer.cohort.fitted
     return float(ll[scored].sum() / scored.sum().clamp(min=1))
 
 

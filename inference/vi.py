@@ -130,7 +130,7 @@ def expected_likelihood(data: CohortTensors, mean: Tensor, cov: Tensor, *, n_poi
     """Return the per-animal expected log-likelihood of the choices under ``q``."""
     zm, zv = _logit_moments(data, mean, cov)
     ell, _, _ = expected_log_likelihood(zm, zv, data.choice, n_points=n_points)
-    return torch.where(data.observed & data.valid, ell, torch.zeros_like(ell)).sum(-1)
+    return torch.where(data.fitted, ell, torch.zeros_like(ell)).sum(-1)
 
 
 def elbo(hyper: Hyper, data: CohortTensors, mean: Tensor, cov: Tensor, cross: Tensor, logdet: Tensor,
@@ -183,7 +183,7 @@ def _gradient(hyper: Hyper, data: CohortTensors, mean: Tensor, lin: _Linear, slo
 def _bernoulli_terms(data: CohortTensors, mean: Tensor, cov: Tensor, n_points: int
                      ) -> tuple[Tensor, Tensor, Tensor]:
     """Per-animal expected log-likelihood, and per-trial slope and curvature (lambda) of the Bernoulli terms."""
-    live = data.observed & data.valid
+    live = data.fitted
     zm, zv = _logit_moments(data, mean, cov)
     value, slope, dvar = expected_log_likelihood(zm, zv, data.choice, n_points=n_points)
     zero = torch.zeros_like(value)

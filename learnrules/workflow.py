@@ -125,13 +125,12 @@ class FittedModel:
 
 def rollout_to_result(fitted: RolloutResult, cohort: CohortTensors, *, name: str) -> FitResult:
     """Express a deterministic rollout fit as a :class:`FitResult` (posterior sd 0, noise 0)."""
-    mask = cohort.observed & cohort.valid
     weights = rollout_weights(cohort, fitted.rule, fitted.params, fitted.init_weights)
     valid = cohort.valid.numpy()
     mean = weights.numpy() * valid[..., None]
     k = cohort.n_features
-    loglik = float(fitted.train_loglik.sum())
-    trace = -np.asarray(fitted.losses) * int(mask.sum())  # log-likelihood per epoch (sigma = 0: ELBO = LL)
+    loglik = float(fitted.train_loglik[cohort.fitted].sum())  # not the cohort's held-out trials
+    trace = -np.asarray(fitted.losses) * int(cohort.fitted.sum())  # log-likelihood per epoch (sigma = 0: ELBO = LL)
     return FitResult(
         rule_name=name, feature_names=tuple(cohort.feature_names), subjects=tuple(cohort.subjects),
         weights_mean=mean, weights_sd=np.zeros_like(mean), weights_cov=np.zeros((*mean.shape, k)), valid=valid,

@@ -37,6 +37,9 @@ class CohortTensors:
         Number of real trials of each animal.
     feature_names, subjects : tuple of str
         Names of the K features and of the animals.
+    held_out : Tensor of bool, shape (animals, T), optional
+        True on observed trials held out of the fit's likelihood (cross-validation); their choices still
+        move the weights. None: none held out. See :attr:`fitted`.
     """
 
     features: Tensor
@@ -48,6 +51,13 @@ class CohortTensors:
     lengths: Tensor
     feature_names: tuple[str, ...]
     subjects: tuple[str, ...]
+    held_out: Tensor | None = None
+
+    @property
+    def fitted(self) -> Tensor:
+        """Trials whose choice enters a fit's likelihood: observed, not padding, not held out."""
+        live = self.observed & self.valid
+        return live if self.held_out is None else live & ~self.held_out
 
     @property
     def n_animals(self) -> int:
@@ -69,7 +79,7 @@ class CohortTensors:
         n, t_max, k = data.n_animals, max(lengths), design.n_features
         x = np.zeros((n, t_max, k))
         y, r = np.zeros((n, t_max)), np.zeros((n, t_max))
-        observed, valid, start = (np.zeros((n, t_max), dtype=bool) for _ in range(3))
+        observed, valid, start, held_out = (np.zeros((n, t_max), dtype=bool) for _ in range(4))
         for i, (animal, block) in enumerate(zip(data, design.blocks, strict=True)):
             t = animal.n_trials
             x[i, :t] = block
@@ -78,9 +88,11 @@ class CohortTensors:
             observed[i, :t] = animal.observed
             valid[i, :t] = True
             start[i, :t] = animal.session_start
+            held_out[i, :t] = animal.held_out
         return cls(torch.as_tensor(x, dtype=dtype), torch.as_tensor(y, dtype=dtype),
                    torch.as_tensor(r, dtype=dtype), torch.as_tensor(observed), torch.as_tensor(valid),
-                   torch.as_tensor(start), torch.as_tensor(lengths), design.names, data.subjects)
+                   torch.as_tensor(start), torch.as_tensor(lengths), design.names, data.subjects,
+                   torch.as_tensor(held_out) if held_out.any() else None)
 
     def to(self, dtype: torch.dtype) -> CohortTensors:
         """Return the cohort with its float tensors (features, choice, reward) in ``dtype``."""
@@ -98,4 +110,4 @@ class CohortTensors:
             subjects = tuple(self.subjects[i] for i in idx.tolist())
         return CohortTensors(self.features[idx], self.choice[idx], self.reward[idx], self.observed[idx],
                              self.valid[idx], self.session_start[idx], self.lengths[idx], self.feature_names,
-                             subjects)
+                             subjects, None if self.held_out is None else self.held_out[idx])

@@ -14,7 +14,8 @@ Sites (``A`` animals, ``T`` padded trials, ``K`` features):
     Each animal's whole trajectory ``(T, K)`` as one vectorized site (:class:`WeightTrajectory`), whose first
     row equals ``w0``, inside ``plate("animals")``.
 ``choice``
-    Observed choices ``(A, T)`` (``obs=``), Bernoulli with logits ``w_t . x_t``, masked to observed trials.
+    Observed choices ``(A, T)`` (``obs=``), Bernoulli with logits ``w_t . x_t``, masked to
+    ``data.fitted`` (observed, not held out).
 
 :func:`learnrules.inference.fit` does not run SVI on this model (per-trial latents defeat first-order
 optimizers; see DESIGN.md): it fits the same joint density with a banded Gaussian posterior. The model serves
@@ -126,6 +127,6 @@ def model(data: CohortTensors, *, rule: LearningRule | None = None, priors: Dyna
         w0 = pyro.sample("w0", dist.Normal(priors.init_mean * ones, priors.sigma_init * ones).to_event(1))
         weights = pyro.sample("weights", WeightTrajectory(rule, params, sigma, sigma_session, w0, data))
         logits = (weights * data.features).sum(-1)
-        live = data.observed & data.valid
+        live = data.fitted  # held-out (cross-validation) choices move the weights but are not observed here
         pyro.sample("choice", dist.Bernoulli(logits=logits).mask(live).to_event(1), obs=data.choice)
     return weights

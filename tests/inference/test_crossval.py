@@ -1,5 +1,7 @@
 """Cross-validation: folds, held-out-session masking, the comparison table, and ranking a known rule."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,10 +14,15 @@ from learnrules.inference.crossval import (
     animal_folds,
     compare_table,
     cross_validate,
+    hold_out_trials,
     mask_trials,
     session_folds,
 )
 from learnrules.inference.evaluate import particle_filter_loglik, rollout_loglik
+from learnrules.inference.fit import FitConfig, fit
+from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
+from learnrules.inference.vi import expected_likelihood
+from learnrules.models.dynamics import drift_sequence
 from learnrules.models.inputs import CohortTensors
 from learnrules.other_rules import make_rule
 from learnrules.synthetic import IBLTask, simulate_cohort
@@ -44,7 +51,7 @@ def test_animal_folds_partition_and_seed(cohort):
         animal_folds(data, k=7)
 
 
-def test_session_folds_mask_exactly_the_held_out_sessions():
+def test_session_folds_hold_out_exactly_the_held_out_sessions():
     sim = simulate_cohort(make_rule("reinforce"), n_animals=2, n_trials=1000, task=IBLTask(session_length=200),
                           seed=2)
     data = load_trials(sim.table)
@@ -54,7 +61,9 @@ def test_session_folds_mask_exactly_the_held_out_sessions():
         for animal in fold.train:
             mask = fold.score_mask[animal.subject]
             covered[animal.subject] += mask
-            assert np.isnan(animal.choice[mask]).all() and not np.isnan(animal.choice[~mask]).any()
+            # held out of fitting, choices kept (they move the weights in the fit as in the score)
+            assert (animal.held_out == mask).all()
+            np.testing.assert_array_equal(animal.choice, data[animal.subject].choice)
             # whole sessions are held out
             held = set(animal.session[mask])
             assert set(animal.session[~mask]).isdisjoint(held) and len(held) in (2, 3)
@@ -83,6 +92,64 @@ def test_masked_training_data_still_evolves_weights(cohort):
     # unobserved trials have no term, but the predictive keeps spreading (weights evolve through them)
     assert score.n_trials == 6 * 500 and np.isnan(score.loglik[:, 500:]).all()
     assert np.isfinite(score.p_right[:, 500:]).all()
+
+
+def test_held_out_trials_keep_their_choices_and_lose_their_likelihood(cohort):
+    _, data = cohort
+    masks = {s: np.arange(1000) % 5 == 0 for s in data.subjects}
+    held = CohortTensors.from_trials(hold_out_trials(data, masks))
+    assert held.observed.all() and (held.choice == CohortTensors.from_trials(data).choice).all()
+    assert (held.fitted == ~torch.as_tensor(np.stack(list(masks.values())))).all()
+    assert (held.select([2, 0]).fitted == held.fitted[[2, 0]]).all()
+    assert CohortTensors.from_trials(data).held_out is None  # nothing held out: nothing stored
+    with pytest.raises(ValueError, match="'held_out' has 3 rows"):
+        replace(data.animals[0], held_out=np.zeros(3, bool))
+
+
+def test_the_variational_fit_drops_held_out_likelihood_terms_and_keeps_their_updates(cohort):
+    sim, full = cohort
+    data = full.select(full.subjects[:2])
+    masks = {s: (np.arange(1000) >= 300) & (np.arange(1000) < 500) for s in data.subjects}
+    config = FitConfig(learn_sigma=False, param_posterior="none")
+    # random walk: the choices only enter the likelihood, so holding out = masking, exactly
+    held, masked = fit(hold_out_trials(data, masks), config=config), fit(mask_trials(data, masks), config=config)
+    np.testing.assert_allclose(held.weights_mean, masked.weights_mean, atol=1e-8)
+    assert held.elbo == pytest.approx(masked.elbo, rel=1e-10)
+    # the objective's two parts on any trajectory: held-out trials have no likelihood term (as masked ones) ...
+    cohorts = {name: CohortTensors.from_trials(d) for name, d in
+               (("full", data), ("held", hold_out_trials(data, masks)), ("masked", mask_trials(data, masks)))}
+    weights = torch.as_tensor(sim.weights[:2])
+    cov = 0.01 * torch.eye(2).expand(2, 1000, 2, 2)
+    ell = {name: expected_likelihood(c, weights, cov) for name, c in cohorts.items()}
+    torch.testing.assert_close(ell["held"], ell["masked"], rtol=0, atol=1e-12)
+    assert (ell["full"] < ell["held"] - 10).all()
+    # ... but, unlike masked ones, move the weights as observed ones do
+    rule, params = make_rule("reinforce-baseline"), {k: torch.as_tensor(v) for k, v in sim.params.items()}
+    drift = {name: drift_sequence(rule, params, c, weights) for name, c in cohorts.items()}
+    torch.testing.assert_close(drift["held"], drift["full"], rtol=0, atol=0)
+    assert not drift["masked"][:, 300:500].any() and drift["full"][:, 300:500].abs().sum() > 0.1
+
+
+def test_a_rollout_fit_on_held_out_sessions_recovers_the_rate_that_masking_biases():
+    # Noise-free REINFORCE, known initial weights, half the sessions held out. Masking their choices stops the
+    # rule in them while fitting, so the fit raises the learning rate to catch up (~1.6x here).
+    rule = make_rule("reinforce")
+    sim = simulate_cohort(rule, n_animals=8, n_trials=2000, sigma=0.0, init_sd=0.5,
+                          task=IBLTask(session_length=200), seed=2)
+    data = load_trials(sim.table)
+    fold = session_folds(data, k=2, seed=1)[0]
+    config = RolloutConfig(optimizer="lbfgs", epochs=30, init_weights="fixed", tbptt=None, update="sequence")
+    alpha, w0 = {}, torch.as_tensor(sim.weights[:, 0])
+    for name, train in (("full", data), ("held out", fold.train), ("masked", mask_trials(data, fold.score_mask))):
+        res = fit_rollout(CohortTensors.from_trials(train), rule, init_weights=w0, config=config, seed=0,
+                          progress=False)
+        alpha[name] = res.params["alpha"].numpy()
+        if name == "held out":  # its loss: the trials not held out, along the rollout through all of them
+            ll = rollout_loglik(CohortTensors.from_trials(data), rule, res.params, init_weights=w0).loglik
+            fitted = ~np.stack([fold.score_mask[s] for s in data.subjects])
+            assert res.losses[-1] == pytest.approx(-ll[fitted].mean(), rel=1e-6)
+    assert np.all(np.abs(alpha["held out"] / alpha["full"] - 1) < 0.25), alpha
+    assert np.all(alpha["masked"] / alpha["full"] > 1.4), alpha
 
 
 def test_compare_table_hand_computed():

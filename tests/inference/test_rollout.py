@@ -148,6 +148,8 @@ def test_holdout_sessions_are_whole_later_sessions_or_blocks(reinforce_sim):
     masked = replace(sessions, observed=sessions.observed & ~((torch.arange(400) >= 20) & (torch.arange(400) < 220)))
     held = holdout_sessions(masked, seed=1).reshape(12, 20, 20)  # sessions 1-10 have no choice to score
     assert not held[:, :11].any() and (held.all(-1).sum(1) == 2).all()  # 20% of the ten with one
+    cv = replace(sessions, held_out=(torch.arange(400) >= 20) & (torch.arange(400) < 220))  # already held out
+    assert torch.equal(holdout_sessions(cv, seed=1).reshape(12, 20, 20), held)
     with pytest.raises(ValueError, match="fraction"):
         holdout_sessions(cohort, fraction=1.0)
 
