@@ -23,7 +23,6 @@ Writes results/<name>.md and .csv.
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,8 @@ from learnrules.models.neural import MLPRule, rule_network
 from learnrules.models.rule import LearningRule
 from learnrules.other_rules import Reinforce, ReinforceBaseline
 from learnrules.synthetic import SimulatedCohort, simulate_cohort
+
+from report import setup
 
 RESULTS = Path(__file__).parent / "results"
 TRAIN, TEST = np.arange(100), np.arange(100, 200)
@@ -136,9 +137,7 @@ def main() -> None:
     parser.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty on the MLPs, per trial")
     parser.add_argument("--name", default="neural_identify", help="results/<name>.md and .csv")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(1)
-    torch.set_default_dtype(torch.float64)
+    setup()
     setting = Setting.build()
     rows = part_price(setting)
     for hidden in args.hidden:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 import time
 from pathlib import Path
 
@@ -33,6 +32,8 @@ from learnrules.models.neural import MLPRule
 from learnrules.models.neural_grid import expected_update, trial_mix
 from learnrules.other_rules import Reinforce
 from learnrules.synthetic import simulate_cohort
+
+from report import setup
 
 RESULTS = Path(__file__).parent / "results"
 FIT_TRIALS = 100
@@ -115,9 +116,7 @@ def main() -> None:
     parser.add_argument("--known-init", action="store_true",
                         help="fix the training animals' initial weights at the truth (Liu et al.'s main-text setting)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(1)  # tiny per-trial ops: threads only add overhead on a shared 2-core machine
-    torch.set_default_dtype(torch.float64)
+    setup()
 
     rule = Reinforce()
     sim = simulate_cohort(rule, n_animals=args.animals + args.heldout, n_trials=args.trials, seed=args.seed)

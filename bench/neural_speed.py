@@ -45,7 +45,7 @@ from learnrules.inference.rollout_fit import RolloutConfig, RolloutResult, fit_r
 from learnrules.models.neural import MLPRule
 from learnrules.synthetic import simulate_cohort
 
-from report import markdown
+from report import markdown, setup
 
 OUT = Path(__file__).resolve().parent / "results"
 PAPER = {"lr": 3e-3, "tbptt": 100, "update": "sequence"}  # Liu et al.'s schedule: Adam, truncated every 100 trials
@@ -86,9 +86,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the network's initialization")
     parser.add_argument("--tag", default="", help="suffix of the result files (e.g. for a subset of the methods)")
     args = parser.parse_args()
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    setup()
     args.animals, args.trials = 12, 10_000
     truth, sim, train, test = speed_cohort(args)
     params = {k: torch.as_tensor(v) for k, v in sim.params.items()}

@@ -47,6 +47,8 @@ from learnrules.models.rule import LearningRule
 from learnrules.other_rules import make_rule
 from learnrules.synthetic import IBLTask, SimulatedCohort, simulate_cohort
 
+from report import setup
+
 RESULTS = Path(__file__).parent / "results"
 CSV = RESULTS / "neural_vi.csv"
 logger = logging.getLogger("neural_vi")
@@ -378,9 +380,7 @@ def main() -> None:
                         help="of the neural rules (results/neural_vi.md was measured with relu)")
     parser.add_argument("--lr-decay", type=float, default=1.0, help="Adam step-size decay per step (VI)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(1)
-    torch.set_default_dtype(torch.float64)
+    setup()
     start = time.perf_counter()
     rows = PARTS[args.part](args)
     rows.append(("part_wall_s", round(time.perf_counter() - start, 1)))

@@ -32,7 +32,7 @@ from learnrules.models.neural import GRURule, MLPRule, rule_network
 from learnrules.other_rules import Reinforce, ReinforceBaseline
 from learnrules.synthetic import simulate_cohort
 
-from report import markdown
+from report import markdown, setup
 
 OUT = Path(__file__).resolve().parent / "results"
 
@@ -139,8 +139,7 @@ def main() -> None:
     parser.add_argument("--lbfgs-steps", type=int, default=5)
     parser.add_argument("--adam-epochs", type=int, default=30)
     args = parser.parse_args()
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
+    setup(log_level=None)
     solve = part_solve(args.trials)
     fits = part_fit(args.lbfgs_steps, args.adam_epochs)
     OUT.mkdir(exist_ok=True)

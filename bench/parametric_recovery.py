@@ -23,7 +23,7 @@ from learnrules.models.dynamics import DynamicsConfig
 from learnrules.models.inputs import CohortTensors
 from learnrules.other_rules import AsymmetricReinforce, DeltaRule, ReinforceBaseline
 
-from report import markdown
+from report import markdown, setup
 
 RESULTS = Path(__file__).with_name("results")
 SIGMA = (0.02, 0.02)
@@ -98,8 +98,7 @@ def across_seeds(table):
 
 
 def main(n_animals=20, n_trials=5000, n_seeds=1):
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
+    setup(log_level=None)
     rows = []
     for seed in range(n_seeds):
         for name in CASES:

@@ -14,7 +14,6 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import psytrack
-import torch
 from psytrack import hyperOpt
 
 from learnrules.behavior import load_psytrack_rat
@@ -24,7 +23,7 @@ from learnrules.models.dynamics import DynamicsConfig
 from learnrules.other_rules import make_rule
 from learnrules.plots import plot_weights
 
-from report import markdown
+from report import markdown, setup
 
 RESULTS = Path(__file__).with_name("results")
 FEATURES = ("bias", "s1", "s2")
@@ -41,9 +40,7 @@ def psytrack_weights() -> np.ndarray:
 
 
 def main() -> None:
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
-    logging.basicConfig(level=logging.WARNING)
+    setup(log_level=logging.WARNING)
     data = load_psytrack_rat()
     config = FitConfig(dynamics=DynamicsConfig(sigma=2 ** -4.0, sigma_init=2 ** 4.0))
     exports, rows = {}, []

@@ -22,7 +22,7 @@ from parametric_recovery import CASES, SIGMA, simulate
 from learnrules.inference.evaluate import gaussian_filter_loglik
 from learnrules.models.dynamics import DynamicsConfig
 
-from report import markdown
+from report import markdown, setup
 
 RESULTS = Path(__file__).with_name("results")
 N_GRID = 21
@@ -73,8 +73,7 @@ def profile(fits: pd.DataFrame, miss: pd.Series) -> dict:
 
 
 def main():
-    torch.set_num_threads(1)  # the filters loop over trials on small tensors (see inference/evaluate.py)
-    torch.set_default_dtype(torch.float64)
+    setup(log_level=None)
     fits = pd.read_csv(RESULTS / "parametric_recovery.csv", keep_default_na=False)
     misses = fits[~fits["inside_90"]]
     rows = []

@@ -1,6 +1,20 @@
-"""Shared by the bench scripts: render a DataFrame as a GitHub markdown table (no tabulate dependency)."""
+"""Shared by the bench scripts: the common setup, and a DataFrame as a GitHub markdown table (no tabulate)."""
+
+import logging
 
 import pandas as pd
+import torch
+
+
+def setup(*, log_level: int | None = logging.INFO) -> None:
+    """Float64 (as the tests), one thread (tiny per-trial ops on a shared 2-core machine), timestamped logs.
+
+    ``log_level=None`` leaves logging as it is (scripts that print only their tables).
+    """
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    if log_level is not None:
+        logging.basicConfig(level=log_level, format="%(asctime)s %(name)s %(message)s")
 
 
 def markdown(frame: pd.DataFrame, *, index: bool = False, digits: int = 4) -> str:

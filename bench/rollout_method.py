@@ -28,7 +28,6 @@ bench/results/rollout_method[_<data>].md/.csv (the suffix when ``--data`` is one
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -45,7 +44,7 @@ from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import GRURule, MLPRule
 from learnrules.workflow import ADAM_ROLLOUT_CONFIG, LBFGS_ROLLOUT_CONFIG
 
-from report import markdown
+from report import markdown, setup
 
 OUT = Path(__file__).resolve().parent / "results"
 BEFORE = RolloutConfig(epochs=10_000, batch_size=None, log_every=20)  # the command's rollout until stop 23
@@ -102,9 +101,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=120.0, help="wall-time budget of each fit, s")
     parser.add_argument("--data", default="simulated,rat", help="comma-separated: simulated, rat")
     args = parser.parse_args()
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    setup()
     start, rows, notes = time.perf_counter(), [], []
     if "simulated" in args.data:
         sim_rows, oracle = simulated(args.budget)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from report import markdown
+from report import markdown, setup
 
 RESULTS = Path(__file__).with_name("results")
 SIZES = [(5, 2000), (5, 20000), (50, 20000)]
@@ -63,8 +63,7 @@ def one(n_animals, n_trials, rule_name):
     from learnrules.inference.fit import FitConfig, fit
     from learnrules.other_rules import make_rule
 
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
+    setup(log_level=None)
     if rule_name == "zero":
         (data, w, sigma), rule, truth = simulate(n_animals, n_trials), None, {}
     else:
