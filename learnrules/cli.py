@@ -121,7 +121,8 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rule", default="reinforce-baseline", help=_rule_help() + " (default reinforce-baseline)")
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--heldout", action="store_true",
-                   help="also score held-out sessions by cross-validation (--folds refits)")
+                   help="also score held-out sessions by cross-validation (--folds refits; each fit keeps the "
+                        "held-out sessions' choices in its history, out of its likelihood)")
     p.add_argument("--folds", type=int, default=3, help="folds of --heldout (default 3)")
     _fitting(p)
     _common(p)
@@ -150,7 +151,8 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rules", default="zero,reinforce-baseline,mlp,gru", help="comma-separated rules")
     p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     p.add_argument("--scheme", choices=("animals", "sessions"), default="animals",
-                   help="hold out whole animals (Liu et al.) or sessions within animals (default animals)")
+                   help="hold out whole animals (Liu et al.) or sessions within animals, which stay in the fit's "
+                        "history (their choices move the weights) but out of its likelihood (default animals)")
     p.add_argument("--out", required=True, help="output folder (created)")
     _fitting(p, draws=False)
     _common(p)
