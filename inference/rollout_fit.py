@@ -1,9 +1,9 @@
 """Fit a rule by deterministic rollout (sigma = 0) with truncated backprop: Liu, Geadah & Pillow (2025).
 
 The weights follow the rule exactly from learnable initial weights (:mod:`learnrules.inference.rollout`);
-the loss is the negative Bernoulli log-likelihood per observed trial. Gradients flow through the whole
-weight trajectory, truncated every ``tbptt`` trials (the weights and context are detached there). All
-animals of a mini-batch step together over the padded time axis.
+the loss is the negative Bernoulli log-likelihood per fitted trial (observed, not held out). Gradients flow
+through the whole weight trajectory, truncated every ``tbptt`` trials (the weights and context are detached
+there). All animals of a mini-batch step together over the padded time axis.
 
 Works for any :class:`~learnrules.models.rule.LearningRule`: the network of a neural rule is trained
 (:func:`~learnrules.models.neural.rule_network`), and the declared parameters of a parametric rule are
@@ -424,7 +424,9 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
     holdout : Tensor of bool, shape (animals, T), optional
         Instead of ``validation``: trials of the training animals left out of the loss and scored for early
         stopping and monitoring (e.g. :func:`holdout_sessions`). Their choices still move the weights, as
-        observed history does, so the score is one-step-ahead prediction of choices the fit never saw.
+        observed history does, so the score is one-step-ahead prediction of choices the fit never saw. (The
+        cohort's own ``held_out`` trials, e.g. a cross-validation fold's test sessions, stay out of both the
+        loss and this score.)
     seed : int, optional
         Seed of the mini-batch order.
     progress : bool, optional
