@@ -17,8 +17,10 @@ rollout``) under a time budget, from three initializations (seeds). Data:
   weights spread 0.5), 3 session folds; the oracle is the true rule from the true initial weights;
 - ``rat``: rat W053 of the psytrack wheel (20,000 trials, 80 sessions; features bias, s1, s2), 3 folds.
 
-Run: ``.venv/bin/python bench/session_cv.py [--budget 120] [--data simulated,rat] [--seeds 0,1,2]``; writes
-bench/results/session_cv[_<data>].md/.csv (the suffix when ``--data`` is one of them).
+Run: ``.venv/bin/python bench/session_cv.py [--budget 120] [--data simulated,rat] [--seeds 0,1,2] [--rules ...]
+[--protocols ...] [--name session_cv]``; writes bench/results/<name>[_<data>].md/.csv (the suffix when ``--data``
+is one of them). ``--rules "mlp, best of 3" --protocols "hold out" --name session_cv_restarts``: the MLP fitted
+from seeds 0, 1, 2 keeping the best on its early-stopping sessions (``learnrules fit --restarts 3``).
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ from learnrules.workflow import FitPredictor, fit_model
 from report import markdown, setup
 
 OUT = Path(__file__).resolve().parent / "results"
-RULES = {"zero": "variational", "reinforce-baseline": "variational", "mlp": "rollout"}
+# name: (registry name, method, restarts); a rollout rule without restarts is fitted once per seed
+RULES = {"zero": ("zero", "variational", 1), "reinforce-baseline": ("reinforce-baseline", "variational", 1),
+         "mlp": ("mlp", "rollout", 1), "mlp, best of 3": ("mlp", "rollout", 3)}
 
 
 def masked(folds: list[Fold]) -> list[Fold]:
@@ -51,15 +55,22 @@ def masked(folds: list[Fold]) -> list[Fold]:
     return [Fold(f.index, mask_trials(f.test, f.score_mask), f.test, f.score_mask) for f in folds]
 
 
-def run(name: str, data: TrialData, features: tuple[str, ...], budget: float, seeds: list[int],
+def run(name: str, data: TrialData, features: tuple[str, ...], args: argparse.Namespace,
         oracle: RulePredictor | None = None) -> pd.DataFrame:
     folds = session_folds(data, k=3, seed=0)
-    fit_fns = {f"{rule}|{seed}": (lambda train, rule=rule, method=method, seed=seed: FitPredictor(fit_model(
-        train, rule, features=features, seed=seed, budget_s=budget, method=method, progress=False,
-        config=FitConfig(param_posterior="none"))))  # as `learnrules compare`
-        for rule, method in RULES.items() for seed in (seeds if method == "rollout" else seeds[:1])}
+    fit_fns = {}
+    for key in args.rules.split(","):
+        rule, method, restarts = RULES[key]
+        for seed in args.seeds if method == "rollout" and restarts == 1 else args.seeds[:1]:
+            fit_fns[f"{key}|{seed}"] = (lambda train, rule=rule, method=method, seed=seed, restarts=restarts:
+                                        FitPredictor(fit_model(train, rule, features=features, seed=seed,
+                                                               budget_s=args.budget, method=method, progress=False,
+                                                               config=FitConfig(param_posterior="none"),
+                                                               restarts=restarts)))  # as `learnrules compare`
     tables = []
     for protocol, protocol_folds in (("hold out", folds), ("mask", masked(folds))):
+        if protocol not in args.protocols.split(","):
+            continue
         start = time.perf_counter()
         cv = cross_validate(data, fit_fns, folds=protocol_folds)
         tables.append(cv.assign(protocol=protocol))
@@ -76,17 +87,17 @@ def run(name: str, data: TrialData, features: tuple[str, ...], budget: float, se
     return per_fold.reset_index().assign(data=name)
 
 
-def simulated(budget: float, seeds: list[int]) -> pd.DataFrame:
+def simulated(args: argparse.Namespace) -> pd.DataFrame:
     rule = make_rule("reinforce-baseline")
     sim = simulate_cohort(rule, n_animals=8, n_trials=2000, sigma=0.0, init_sd=0.5,
                           task=IBLTask(session_length=250), seed=5)
     data = load_trials(sim.table)
     oracle = RulePredictor(rule, sim.params, init_by_subject=dict(zip(data.subjects, sim.weights[:, 0], strict=True)))
-    return run("simulated", data, ("bias", "stimulus"), budget, seeds, oracle)
+    return run("simulated", data, ("bias", "stimulus"), args, oracle)
 
 
-def rat(budget: float, seeds: list[int]) -> pd.DataFrame:
-    return run("rat W053", load_psytrack_rat(), ("bias", "s1", "s2"), budget, seeds)
+def rat(args: argparse.Namespace) -> pd.DataFrame:
+    return run("rat W053", load_psytrack_rat(), ("bias", "s1", "s2"), args)
 
 
 def main() -> None:
@@ -94,21 +105,24 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=120.0, help="wall-time budget of each MLP fit, s")
     parser.add_argument("--data", default="simulated,rat", help="comma-separated: simulated, rat")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds of the MLP's initialization")
+    parser.add_argument("--rules", default="zero,reinforce-baseline,mlp", help=f"comma-separated: {', '.join(RULES)}")
+    parser.add_argument("--protocols", default="hold out,mask", help="comma-separated: hold out, mask")
+    parser.add_argument("--name", default="session_cv", help="results/<name>[_<data>].md and .csv")
     args = parser.parse_args()
     setup()
-    start, seeds = time.perf_counter(), [int(s) for s in args.seeds.split(",")]
-    tables = [f(args.budget, seeds) for key, f in (("simulated", simulated), ("rat", rat)) if key in args.data]
+    start, args.seeds = time.perf_counter(), [int(s) for s in args.seeds.split(",")]
+    tables = [f(args) for key, f in (("simulated", simulated), ("rat", rat)) if key in args.data]
     table = pd.concat(tables, ignore_index=True)
     table = table[["data", "protocol", "rule", "seed", *[c for c in table.columns if c.startswith("fold")],
                    "all folds"]]
     mean = table.groupby(["data", "protocol", "rule"], sort=False)["all folds"].mean().reset_index()
     notes = [f"3 session folds (seed 0); nats per held-out trial; MLP rollout budget {args.budget:.0f} s per fit, "
-             f"seeds {args.seeds}",
+             f"seeds {args.seeds} (a rule with restarts: from the first)",
              f"torch {torch.__version__}, 1 thread; whole run {time.perf_counter() - start:.0f} s"]
     print(table.to_string(index=False))
     print(mean.to_string(index=False))
     OUT.mkdir(exist_ok=True)
-    stem = OUT / ("session_cv" + (f"_{args.data}" if args.data in ("simulated", "rat") else ""))
+    stem = OUT / (args.name + (f"_{args.data}" if args.data in ("simulated", "rat") else ""))
     table.to_csv(stem.with_suffix(".csv"), index=False)
     stem.with_suffix(".md").write_text("\n".join([
         "# session_cv", "", __doc__.split("\n")[0], "", *(f"- {n}" for n in notes), "",

@@ -94,6 +94,9 @@ def _fitting(p: argparse.ArgumentParser, *, draws: bool = True) -> None:
                    help="fit of a neural rule: variational (weights with noise, default) or rollout (sigma = 0, "
                         "Liu et al. 2025; it stops when 20%% of each animal's sessions, held out of the loss, stop "
                         "improving)")
+    p.add_argument("--restarts", type=int, default=1,
+                   help="with --method rollout: initializations of each neural rule to fit (seeds --seed, --seed + 1, "
+                        "...; --budget each), keeping the best on its held-out sessions (default 1)")
     p.add_argument("--max-steps", type=int, default=200,
                    help="maximum hyperparameter steps of a variational fit (default 200)")
     p.add_argument("--hidden", type=_widths, default=(32, 32),

@@ -36,7 +36,15 @@ from learnrules.synthetic.recovery import (
     visited_states,
 )
 from learnrules.synthetic.task import IBLTask
-from learnrules.workflow import RULE_NAMES, FitPredictor, FittedModel, fit_model, parse_list, score_summary
+from learnrules.workflow import (
+    NEURAL_RULES,
+    RULE_NAMES,
+    FitPredictor,
+    FittedModel,
+    fit_model,
+    parse_list,
+    score_summary,
+)
 
 __all__ = ["cmd_compare", "cmd_fit", "cmd_recover", "cmd_simulate", "emit", "progress_flag", "run_compare"]
 
@@ -67,10 +75,12 @@ def _fit(data: TrialData, name: str, args: argparse.Namespace, features: Sequenc
         raise ValueError(f"--max-steps must be >= 1, got {args.max_steps}")
     if getattr(args, "draws", None) is not None and args.draws < 1:  # checked before a fit that may take minutes
         raise ValueError(f"--draws must be >= 1, got {args.draws}")
+    if args.restarts < 1 or (args.restarts > 1 and args.method != "rollout"):
+        raise ValueError(f"--restarts must be >= 1, and > 1 only with --method rollout, got {args.restarts}")
     return fit_model(data, name, features=features, seed=args.seed, budget_s=args.budget,
                      config=FitConfig(max_steps=args.max_steps, param_posterior="laplace" if intervals else "none"),
                      method=args.method, progress=progress_flag(args), hidden=args.hidden,
-                     activation=args.activation)
+                     activation=args.activation, restarts=args.restarts if name in NEURAL_RULES else 1)
 
 
 def run_compare(data: TrialData, rules: Sequence[str], args: argparse.Namespace, features: Sequence[str], *,

@@ -86,6 +86,7 @@ def fit_summary(model: FittedModel, data: TrialData) -> dict[str, Any]:
         "parameters": res.parameters.to_dict(orient="records"),
         "band_level": res.band_level,
         "network": model.rule.config.to_dict() if isinstance(model.rule, NeuralRule) else None,
+        "validation": dict(model.validation) or None,
     }
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -109,6 +109,10 @@ class FittedModel:
         How it was fitted.
     note : str
         Why the fit stopped, or other caveats.
+    validation : Mapping[str, float]
+        Rollout fits: the best held-out log-likelihood per trial (``heldout_ll``) on the sessions held out of
+        the loss for early stopping and their share of the trials (``heldout_share``); with restarts, the
+        best of every initialization by seed (``heldout_ll_seed_<seed>``). Empty for variational fits.
     """
 
     name: str
@@ -116,6 +120,7 @@ class FittedModel:
     result: FitResult
     method: str
     note: str = ""
+    validation: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def scoring_rule(self) -> LearningRule:
@@ -140,24 +145,42 @@ def rollout_to_result(fitted: RolloutResult, cohort: CohortTensors, *, name: str
         converged=fitted.converged, n_steps=fitted.n_steps, elapsed_s=fitted.elapsed_s)
 
 
-def _fit_neural(rule: NeuralRule, name: str, cohort: CohortTensors, *, seed: int | None, budget_s: float,
-                progress: bool | None) -> FittedModel:
+def _fit_neural(make: Callable[[int | None], NeuralRule], name: str, cohort: CohortTensors, *, seed: int | None,
+                budget_s: float, progress: bool | None, restarts: int) -> FittedModel:
+    """Fit ``restarts`` initializations (seeds ``seed``, ``seed + 1``, ...) by rollout; keep the best one.
+
+    "Best" is judged on the sessions held out of the loss for early stopping, the same for every fit.
+    """
     holdout = holdout_sessions(cohort, seed=seed)
-    config = ADAM_ROLLOUT_CONFIG if isinstance(rule, GRURule) else LBFGS_ROLLOUT_CONFIG
-    fitted = fit_rollout(cohort, rule, config=replace(config, time_budget_s=budget_s), holdout=holdout,
-                         seed=seed, progress=progress)
-    logger.info("%s rollout fit: %d epochs, %s", name, fitted.n_steps, fitted.stop_reason)
-    best = max(fitted.val_loglik, default=math.nan)
+    share = float(holdout.sum() / cohort.fitted.sum())
+    fits = {}
+    for i in range(restarts):
+        run_seed = None if seed is None else seed + i
+        rule = make(run_seed)
+        config = ADAM_ROLLOUT_CONFIG if isinstance(rule, GRURule) else LBFGS_ROLLOUT_CONFIG
+        fitted = fit_rollout(cohort, rule, config=replace(config, time_budget_s=budget_s), holdout=holdout,
+                             seed=run_seed, progress=progress)
+        fits[run_seed if run_seed is not None else i] = fitted
+        logger.info("%s rollout fit (seed %s): %d epochs, %s, best held-out LL %.5f", name, run_seed,
+                    fitted.n_steps, fitted.stop_reason, max(fitted.val_loglik, default=math.nan))
+    scores = {k: max(f.val_loglik, default=-math.inf) for k, f in fits.items()}
+    chosen = max(scores, key=scores.get)
+    fitted = fits[chosen]
     note = (f"deterministic rollout fit (sigma = 0), {fitted.n_steps} epochs, stopped by {fitted.stop_reason}; "
-            f"{float(holdout.float().mean()):.0%} of the trials (whole sessions) held out for early stopping, "
-            f"best held-out LL {best:.4f} nats/trial")
-    return FittedModel(name, fitted.rule, rollout_to_result(fitted, cohort, name=name), "rollout", note)
+            f"{share:.0%} of the fitted trials (whole sessions) held out for early stopping, "
+            f"best held-out LL {scores[chosen]:.4f} nats/trial")
+    if restarts > 1:
+        note += f"; best of {restarts} initializations (seed {chosen})"
+    validation = {"heldout_ll": scores[chosen], "heldout_share": share}
+    if restarts > 1:
+        validation |= {f"heldout_ll_seed_{k}": v for k, v in scores.items()}
+    return FittedModel(name, fitted.rule, rollout_to_result(fitted, cohort, name=name), "rollout", note, validation)
 
 
 def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", "stimulus"),
               seed: int | None = None, budget_s: float = 120.0, config: FitConfig | None = None,
               method: Literal["variational", "rollout"] = "variational", progress: bool | None = None,
-              hidden: Sequence[int] = (32, 32), activation: Activation = "relu") -> FittedModel:
+              hidden: Sequence[int] = (32, 32), activation: Activation = "relu", restarts: int = 1) -> FittedModel:
     """Fit the rule called ``name`` to ``data``.
 
     Parameters
@@ -184,6 +207,9 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
     activation : {"relu", "tanh", "silu"}
         Its nonlinearity (tanh bounds the update, but the tanh MLP fitted simulated cohorts worse; see the
         README).
+    restarts : int
+        Rollout fits of a neural rule: initializations to fit (seeds ``seed``, ``seed + 1``, ...; each with
+        ``budget_s``), keeping the best on the sessions held out for early stopping.
 
     Returns
     -------
@@ -194,9 +220,14 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
     cohort = CohortTensors.from_trials(data, tuple(features), dtype=_DTYPE)
     if method not in ("variational", "rollout"):
         raise ValueError(f"method must be 'variational' or 'rollout', got {method!r}")
-    rule = build_rule(name, cohort.n_features, seed=seed, hidden=hidden, activation=activation)
+    if restarts < 1 or (restarts > 1 and not (name in NEURAL_RULES and method == "rollout")):
+        raise ValueError(f"restarts must be >= 1, and > 1 only for a neural rule fitted by method='rollout' "
+                         f"(its held-out sessions choose between the fits), got {restarts} for {name!r} / {method}")
     if name in NEURAL_RULES and method == "rollout":
-        return _fit_neural(rule, name, cohort, seed=seed, budget_s=budget_s, progress=progress)
+        def make(run_seed: int | None) -> NeuralRule:
+            return build_rule(name, cohort.n_features, seed=run_seed, hidden=hidden, activation=activation)
+        return _fit_neural(make, name, cohort, seed=seed, budget_s=budget_s, progress=progress, restarts=restarts)
+    rule = build_rule(name, cohort.n_features, seed=seed, hidden=hidden, activation=activation)
     if name in NEURAL_RULES:
         config = replace(NEURAL_FIT_CONFIG, time_budget_s=budget_s,
                          batch_size=min(2, cohort.n_animals))

@@ -9,12 +9,14 @@ Those three run the console script in a subprocess; the other checks call ``lear
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from learnrules import cli, workflow
 from learnrules.behavior import load_trials
@@ -115,6 +117,31 @@ def test_fit_neural_rule_saves_its_network(table, tmp_path):
     assert summary["method"] == "rollout" and ("time budget" in note or "early stop" in note)
     assert "held out for early stopping" in note
     assert summary["network"]["hidden"] == [32, 32]
+
+
+def test_rollout_restarts_keep_the_initialization_best_on_the_held_out_sessions(table, monkeypatch):
+    calls, real = [], workflow.fit_rollout
+
+    def short(cohort, network, *, config, holdout, seed, **kwargs):  # a few epochs each: the choice is the point
+        fitted = real(cohort, network, config=replace(config, epochs=4, warmup_epochs=2), holdout=holdout,
+                      seed=seed, **kwargs)
+        calls.append((seed, holdout, fitted))
+        return fitted
+
+    monkeypatch.setattr(workflow, "fit_rollout", short)
+    model = workflow.fit_model(load_trials(table), "mlp", method="rollout", seed=5, restarts=3, progress=False)
+    assert [seed for seed, _, _ in calls] == [5, 6, 7]
+    assert all(torch.equal(holdout, calls[0][1]) for _, holdout, _ in calls)  # judged on the same sessions
+    scores = {seed: max(fitted.val_loglik) for seed, _, fitted in calls}
+    best = max(scores, key=scores.get)
+    assert len(set(scores.values())) == 3 and model.validation["heldout_ll"] == scores[best]
+    assert {k: model.validation[f"heldout_ll_seed_{k}"] for k in scores} == scores
+    chosen = dict(calls[best - 5][2].rule.network.named_parameters())
+    for name, tensor in model.rule.network.named_parameters():
+        assert torch.equal(tensor, chosen[name])
+    assert f"best of 3 initializations (seed {best})" in model.note
+    with pytest.raises(ValueError, match="restarts"):
+        workflow.fit_model(load_trials(table), "reinforce-baseline", restarts=2)
 
 
 @pytest.mark.parametrize(("rule", "optimizer"), [("mlp", "lbfgs"), ("gru", "adam")])
