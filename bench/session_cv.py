@@ -19,7 +19,7 @@ rollout``) under a time budget, from three initializations (seeds). Data:
 
 Run: ``.venv/bin/python bench/session_cv.py [--budget 120] [--data simulated,rat] [--seeds 0,1,2] [--rules ...]
 [--protocols ...] [--name session_cv]``; writes bench/results/<name>[_<data>].md/.csv (the suffix when ``--data``
-is one of them). ``--rules "mlp, best of 3" --protocols "hold out" --name session_cv_restarts``: the MLP fitted
+is one of them). ``--rules "mlp best-of-3" --protocols "hold out" --name session_cv_restarts``: the MLP fitted
 from seeds 0, 1, 2 keeping the best on its early-stopping sessions (``learnrules fit --restarts 3``).
 """
 
@@ -47,7 +47,7 @@ from report import markdown, setup
 OUT = Path(__file__).resolve().parent / "results"
 # name: (registry name, method, restarts); a rollout rule without restarts is fitted once per seed
 RULES = {"zero": ("zero", "variational", 1), "reinforce-baseline": ("reinforce-baseline", "variational", 1),
-         "mlp": ("mlp", "rollout", 1), "mlp, best of 3": ("mlp", "rollout", 3)}
+         "mlp": ("mlp", "rollout", 1), "mlp best-of-3": ("mlp", "rollout", 3)}
 
 
 def masked(folds: list[Fold]) -> list[Fold]:
