@@ -169,10 +169,9 @@ def _fit_neural(make: Callable[[int | None], NeuralRule], name: str, cohort: Coh
     note = (f"deterministic rollout fit (sigma = 0), {fitted.n_steps} epochs, stopped by {fitted.stop_reason}; "
             f"{share:.0%} of the fitted trials (whole sessions) held out for early stopping, "
             f"best held-out LL {scores[chosen]:.4f} nats/trial")
-    if restarts > 1:
-        note += f"; best of {restarts} initializations (seed {chosen})"
     validation = {"heldout_ll": scores[chosen], "heldout_share": share}
     if restarts > 1:
+        note += f"; best of {restarts} initializations (seed {chosen})"
         validation |= {f"heldout_ll_seed_{k}": v for k, v in scores.items()}
     return FittedModel(name, fitted.rule, rollout_to_result(fitted, cohort, name=name), "rollout", note, validation)
 
