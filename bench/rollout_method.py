@@ -18,8 +18,9 @@ Data, each fit scored on choices it never saw:
   REINFORCE), scored on 4 held-out animals rolled out from the mean fitted initial weights; the oracle is the
   true rule from the true initial weights;
 - ``rat``: rat W053 of the psytrack wheel (20,000 trials, 80 sessions; features bias, s1, s2), held-out
-  sessions in 3 folds (:func:`session_folds`): fitted with those sessions' choices masked, scored on them
-  along the rollout through all trials, as ``learnrules fit --heldout`` does.
+  sessions in 3 folds (:func:`session_folds`): held out of the likelihood (their choices still move the
+  weights; until stop 25 they were masked), scored along the rollout through all trials, as ``learnrules fit
+  --heldout`` does. The early-stopping sessions are drawn from the rest.
 
 Run: ``.venv/bin/python bench/rollout_method.py [--budget 120] [--data simulated,rat]``; writes
 bench/results/rollout_method[_<data>].md/.csv (the suffix when ``--data`` is one of them).
