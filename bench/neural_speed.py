@@ -45,7 +45,7 @@ from learnrules.inference.rollout_fit import RolloutConfig, RolloutResult, fit_r
 from learnrules.models.neural import MLPRule
 from learnrules.synthetic import simulate_cohort
 
-from report import markdown, setup
+from report import setup, write_report
 
 OUT = Path(__file__).resolve().parent / "results"
 PAPER = {"lr": 3e-3, "tbptt": 100, "update": "sequence"}  # Liu et al.'s schedule: Adam, truncated every 100 trials
@@ -135,12 +135,9 @@ def main() -> None:
               "target (the paper's schedule not run): the best held-out LL of the methods run") + f", {target:.5f}",
              f"torch {torch.__version__}, 1 thread"]
     print(table.to_string(index=False))
-    OUT.mkdir(exist_ok=True)
     stem = OUT / (f"neural_speed_{args.activation}" + (f"_seed{args.seed}" if args.seed else "")
                   + (f"_{args.tag}" if args.tag else ""))
-    table.to_csv(stem.with_suffix(".csv"), index=False)
-    stem.with_suffix(".md").write_text("\n".join([f"# neural_speed ({args.activation})", "", __doc__.split("\n")[0], "",
-                                                   *(f"- {n}" for n in notes), "", markdown(table, digits=6), ""]))
+    write_report(stem, f"neural_speed ({args.activation})", __doc__.split("\n")[0], notes, table)
     paths = pd.DataFrame([(name, "validation" if name in EARLY_STOPPED else "held-out", t, v)
                           for name, res in fits.items() for t, v in zip(res.val_train_s, res.val_loglik, strict=True)],
                          columns=["method", "animals", "train_s", "loglik"])

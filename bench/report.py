@@ -1,6 +1,7 @@
-"""Shared by the bench scripts: the common setup, and a DataFrame as a GitHub markdown table (no tabulate)."""
+"""Shared by the bench scripts: the common setup, a DataFrame as a GitHub markdown table (no tabulate), a report."""
 
 import logging
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -26,3 +27,18 @@ def markdown(frame: pd.DataFrame, *, index: bool = False, digits: int = 4) -> st
             for i, row in zip(frame.index, frame.values.tolist(), strict=True)]
     head = "| " + " | ".join(columns) + " |"
     return "\n".join([head, "|" + "---|" * len(columns), *("| " + " | ".join(r) + " |" for r in rows)])
+
+
+def write_report(stem: Path, title: str, summary: str, notes: list[str], table: pd.DataFrame,
+                 *sections: pd.DataFrame | str) -> None:
+    """Write ``table`` to ``<stem>.csv`` and a report to ``<stem>.md``.
+
+    The report: ``# title``, the one-line ``summary``, ``notes`` as a list, then ``table`` and ``sections``
+    (DataFrames as markdown tables, 6 significant digits; strings as they are), blank lines between.
+    """
+    stem.parent.mkdir(exist_ok=True)
+    table.to_csv(stem.with_suffix(".csv"), index=False)
+    parts = [f"# {title}", "", summary, "", *(f"- {n}" for n in notes)]
+    for section in (table, *sections):
+        parts += ["", markdown(section, digits=6) if isinstance(section, pd.DataFrame) else section]
+    stem.with_suffix(".md").write_text("\n".join([*parts, ""]))

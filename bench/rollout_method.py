@@ -45,7 +45,7 @@ from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import GRURule, MLPRule
 from learnrules.workflow import ADAM_ROLLOUT_CONFIG, LBFGS_ROLLOUT_CONFIG
 
-from report import markdown, setup
+from report import setup, write_report
 
 OUT = Path(__file__).resolve().parent / "results"
 BEFORE = RolloutConfig(epochs=10_000, batch_size=None, log_every=20)  # the command's rollout until stop 23
@@ -116,12 +116,8 @@ def main() -> None:
               f"torch {torch.__version__}, 1 thread; whole run {time.perf_counter() - start:.0f} s"]
     print(table.to_string(index=False))
     print(means.to_string())
-    OUT.mkdir(exist_ok=True)
     stem = OUT / ("rollout_method" + (f"_{args.data}" if args.data in ("simulated", "rat") else ""))
-    table.to_csv(stem.with_suffix(".csv"), index=False)
-    stem.with_suffix(".md").write_text("\n".join([
-        "# rollout_method", "", __doc__.split("\n")[0], "", *(f"- {n}" for n in notes), "",
-        markdown(table, digits=6), "", markdown(means.reset_index(), digits=6), ""]))
+    write_report(stem, "rollout_method", __doc__.split("\n")[0], notes, table, means.reset_index())
 
 
 if __name__ == "__main__":

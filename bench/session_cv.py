@@ -42,7 +42,7 @@ from learnrules.other_rules import make_rule
 from learnrules.synthetic import IBLTask, simulate_cohort
 from learnrules.workflow import FitPredictor, fit_model
 
-from report import markdown, setup
+from report import setup, write_report
 
 OUT = Path(__file__).resolve().parent / "results"
 # name: (registry name, method, restarts); a rollout rule without restarts is fitted once per seed
@@ -121,12 +121,8 @@ def main() -> None:
              f"torch {torch.__version__}, 1 thread; whole run {time.perf_counter() - start:.0f} s"]
     print(table.to_string(index=False))
     print(mean.to_string(index=False))
-    OUT.mkdir(exist_ok=True)
     stem = OUT / (args.name + (f"_{args.data}" if args.data in ("simulated", "rat") else ""))
-    table.to_csv(stem.with_suffix(".csv"), index=False)
-    stem.with_suffix(".md").write_text("\n".join([
-        "# session_cv", "", __doc__.split("\n")[0], "", *(f"- {n}" for n in notes), "",
-        markdown(table, digits=6), "", "Mean over seeds:", "", markdown(mean, digits=6), ""]))
+    write_report(stem, "session_cv", __doc__.split("\n")[0], notes, table, "Mean over seeds:", mean)
 
 
 if __name__ == "__main__":
