@@ -21,6 +21,7 @@ import torch
 from learnrules import cli, workflow
 from learnrules.behavior import load_trials
 from learnrules.inference import FitResult
+from learnrules.inference.evaluate import gaussian_filter_loglik
 from learnrules.models.neural import load_neural_rule
 from learnrules.workflow import RULE_NAMES
 
@@ -117,6 +118,35 @@ def test_fit_neural_rule_saves_its_network(table, tmp_path):
     assert summary["method"] == "rollout" and ("time budget" in note or "early stop" in note)
     assert "held out for early stopping" in note
     assert summary["network"]["hidden"] == [32, 32]
+
+
+def test_rollout_predictions_use_the_weight_noise_best_on_the_held_out_sessions(table, monkeypatch):
+    calls, real = [], workflow.fit_rollout
+
+    def short(cohort, network, *, config, holdout, seed, **kwargs):
+        fitted = real(cohort, network, config=replace(config, epochs=6, warmup_epochs=3), holdout=holdout,
+                      seed=seed, **kwargs)
+        calls.append((cohort, holdout, fitted))
+        return fitted
+
+    monkeypatch.setattr(workflow, "fit_rollout", short)
+    data = load_trials(table)
+    model = workflow.fit_model(data, "mlp", method="rollout", seed=0, progress=False)
+    (cohort, holdout, fitted), = calls
+    by_sigma = workflow.choose_sigma(fitted, cohort, holdout)
+    assert list(by_sigma) == list(workflow.SIGMA_GRID) and all(np.isfinite(list(by_sigma.values())))
+    # at sigma = 0 the filter is the rollout: the early-stopping score of the returned state
+    assert by_sigma[0.0] == pytest.approx(model.validation["heldout_ll"], abs=1e-9)
+    sigma = model.validation["sigma"]
+    assert model.validation["heldout_ll_sigma"] == by_sigma[sigma] == max(by_sigma.values())
+    assert sigma > 0 and by_sigma[sigma] > by_sigma[0.0]  # the simulated weights are noisy (sigma 0.02)
+    np.testing.assert_array_equal(model.result.sigma, sigma)
+    # the predictions (cross-validation, `learnrules compare`) are the filter's at that sigma
+    w0 = fitted.init_weights.numpy()
+    expected = gaussian_filter_loglik(cohort, fitted.rule, {}, sigma=np.full(2, sigma), init_mean=w0,
+                                      init_sd=np.full_like(w0, 1e-6)).loglik
+    np.testing.assert_allclose(workflow.FitPredictor(model).score(data).loglik, expected, rtol=1e-10)
+    assert f"predictions with sigma = {sigma:g}" in model.note
 
 
 def test_rollout_restarts_keep_the_initialization_best_on_the_held_out_sessions(table, monkeypatch):
