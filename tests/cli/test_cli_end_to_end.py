@@ -11,6 +11,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import arviz as az
 import numpy as np
@@ -21,8 +22,11 @@ import torch
 from learnrules import cli, workflow
 from learnrules.behavior import load_trials
 from learnrules.inference import FitResult
+from learnrules.inference.crossval import hold_out_trials
 from learnrules.inference.evaluate import gaussian_filter_loglik
+from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import load_neural_rule
+from learnrules.other_rules import make_rule
 from learnrules.workflow import RULE_NAMES
 
 EXE = str(Path(sys.executable).with_name("learnrules"))
@@ -147,6 +151,23 @@ def test_rollout_predictions_use_the_weight_noise_best_on_the_held_out_sessions(
                                       init_sd=np.full_like(w0, 1e-6)).loglik
     np.testing.assert_allclose(workflow.FitPredictor(model).score(data).loglik, expected, rtol=1e-10)
     assert f"predictions with sigma = {sigma:g}" in model.note
+
+
+def test_the_sigma_choice_never_scores_trials_held_out_of_the_cohort(table):
+    # an animal with few sessions is held out in blocks that can span a cross-validation fold's test trials
+    data = load_trials(table)
+    test = {s: np.arange(a.n_trials) % 3 == 0 for s, a in zip(data.subjects, data, strict=True)}
+    cohort = CohortTensors.from_trials(hold_out_trials(data, test), ("bias", "stimulus"))
+    holdout = torch.zeros_like(cohort.valid)
+    holdout[:, 100:200] = True  # test trials among them
+    rule = make_rule("reinforce-baseline")
+    fitted = SimpleNamespace(rule=rule, params=rule.default_params(2), init_weights=torch.zeros(3, 2))
+    by_sigma = workflow.choose_sigma(fitted, cohort, holdout, grid=(0.0, 0.02))
+    for sigma, value in by_sigma.items():
+        ll = gaussian_filter_loglik(cohort, rule, fitted.params, sigma=np.full(2, sigma), init_mean=np.zeros((3, 2)),
+                                    init_sd=np.full((3, 2), 1e-6)).loglik
+        assert value == pytest.approx(np.mean(ll[(holdout & cohort.fitted).numpy()]), rel=1e-12)
+        assert value != pytest.approx(np.nanmean(ll[holdout.numpy()]), rel=1e-6)
 
 
 def test_rollout_restarts_keep_the_initialization_best_on_the_held_out_sessions(table, monkeypatch):
