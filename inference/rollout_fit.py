@@ -173,6 +173,9 @@ class RolloutResult:
         unobserved trials).
     stop_reason : str
         Why the loop ended.
+    monitor_loglik : tuple of float
+        Log-likelihood per trial of the ``monitor`` animals at each evaluation (empty without them); it
+        never selects or stops the fit.
     """
 
     rule: LearningRule
@@ -187,6 +190,7 @@ class RolloutResult:
     elapsed_s: float
     train_loglik: Tensor
     stop_reason: str
+    monitor_loglik: tuple[float, ...] = ()
 
 
 class _Trainer:
@@ -404,7 +408,8 @@ def _validate(trainer: _Trainer, validation: CohortTensors | None, holdout: Tens
 def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutConfig = RolloutConfig(),
                 params: Params | None = None, init_weights: Tensor | None = None,
                 validation: CohortTensors | None = None, holdout: Tensor | None = None,
-                seed: int | None = None, progress: bool | None = None) -> RolloutResult:
+                monitor: CohortTensors | None = None, seed: int | None = None,
+                progress: bool | None = None) -> RolloutResult:
     """Fit a rule (and the initial weights) by deterministic rollout with truncated backprop through time.
 
     Parameters
@@ -427,6 +432,10 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
         observed history does, so the score is one-step-ahead prediction of choices the fit never saw. (The
         cohort's own ``held_out`` trials, e.g. a cross-validation fold's test sessions, stay out of both the
         loss and this score.)
+    monitor : CohortTensors, optional
+        Animals scored at each evaluation for the record only (``RolloutResult.monitor_loglik``), e.g. the
+        test animals of a benchmark whose fits select their state on ``validation``. Needs ``validation`` or
+        ``holdout``; its time is excluded from ``val_train_s`` as theirs is.
     seed : int, optional
         Seed of the mini-batch order.
     progress : bool, optional
@@ -453,6 +462,9 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
                          f"got {tuple(holdout.shape)}")
     if config.patience is not None and validation is None and holdout is None:
         raise ValueError("config.patience needs a validation cohort or held-out trials")
+    if monitor is not None and validation is None and holdout is None:
+        raise ValueError("monitor animals are scored at validation evaluations: give a validation cohort or "
+                         "held-out trials")
     if config.optimizer not in ("adam", "lbfgs"):
         raise ValueError(f"config.optimizer must be 'adam' or 'lbfgs', got {config.optimizer!r}")
     if config.solver not in ("parallel", "sequential"):
@@ -464,7 +476,7 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
     generator.manual_seed(seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_()))
     trainer = _Trainer(cohort, rule, params, init_weights, config, holdout)
     t0, losses, val, best = time.perf_counter(), [], [], (-math.inf, None, 0)
-    val_train_s, validating_s = [], 0.0
+    val_train_s, validating_s, monitored = [], 0.0, []
     bar = tqdm(range(config.epochs), disable=not (sys.stderr.isatty() if progress is None else progress),
                desc=f"rollout {rule.name}")
     stop = "max epochs"
@@ -481,6 +493,8 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
             tick = time.perf_counter()
             val_train_s.append(tick - t0 - validating_s)
             val.append(_validate(trainer, validation, holdout))
+            if monitor is not None:
+                monitored.append(_validate(trainer, monitor, None))
             validating_s += time.perf_counter() - tick
             if val[-1] > best[0]:
                 best = (val[-1], trainer.snapshot(), 0)
@@ -509,4 +523,5 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
     w0 = trainer.initial().detach().clone()
     return RolloutResult(trainer.rule, fitted, w0, tuple(losses), tuple(val), tuple(val_train_s), converged,
                          len(losses), trainer.n_updates, time.perf_counter() - t0,
-                         rollout_loglik(cohort, trainer.rule, fitted, w0, solver=config.solver), stop)
+                         rollout_loglik(cohort, trainer.rule, fitted, w0, solver=config.solver), stop,
+                         tuple(monitored))

@@ -294,6 +294,24 @@ def test_validation_time_is_left_out_of_the_training_clock(reinforce_sim, monkey
     assert res.val_train_s[-1] < 0.9 <= 1.2 <= res.elapsed_s  # three earlier validations would add 0.9 s
 
 
+def test_monitor_animals_are_scored_but_never_select_the_state(reinforce_sim):
+    cohort = to_cohort(reinforce_sim)
+    train, validation, test = cohort.select([0, 1, 2]), cohort.select([3]), cohort.select([4, 5])
+    config = RolloutConfig(epochs=12, lr=0.3, init_lr=0.1, tbptt=100, patience=2)  # overshooting: stops early
+    alone = fit_rollout(train, Reinforce(), config=config, validation=validation, seed=0)
+    watched = fit_rollout(train, Reinforce(), config=config, validation=validation, monitor=test, seed=0)
+    assert alone.monitor_loglik == () and watched.val_loglik == alone.val_loglik
+    torch.testing.assert_close(watched.params["alpha"], alone.params["alpha"], rtol=0, atol=0)
+    assert len(watched.monitor_loglik) == len(watched.val_loglik) == watched.n_steps
+    # The returned (best-validation) state scores on the monitor animals what was recorded at its evaluation.
+    best = int(np.argmax(watched.val_loglik))
+    kept = predict_heldout(test, watched.rule, watched.params, init_weights=watched.init_weights.mean(0))
+    assert kept.loglik_per_trial == pytest.approx(watched.monitor_loglik[best], abs=1e-12)
+    assert watched.monitor_loglik[best] != watched.monitor_loglik[-1]
+    with pytest.raises(ValueError, match="monitor"):
+        fit_rollout(train, Reinforce(), monitor=test)
+
+
 def test_a_rollout_fit_as_a_fit_result_carries_its_trajectory(reinforce_sim):
     cohort = to_cohort(reinforce_sim).select([0, 1, 2])
     res = fit_rollout(cohort, Reinforce(), config=RolloutConfig(epochs=3, optimizer="lbfgs", lbfgs_iter=3), seed=0)
