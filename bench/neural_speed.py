@@ -47,7 +47,7 @@ import torch
 from neural_vi import cohort_of, speed_cohort
 
 from learnrules.inference.rollout import predict_heldout
-from learnrules.inference.rollout_fit import RolloutConfig, RolloutResult, fit_rollout
+from learnrules.inference.rollout_fit import RolloutConfig, RolloutResult, early_stop_index, fit_rollout
 from learnrules.models.neural import MLPRule
 from learnrules.synthetic import simulate_cohort
 
@@ -84,13 +84,9 @@ def returned_scores(res: RolloutResult) -> np.ndarray:
 
 def patience_stop(res: RolloutResult, config: RolloutConfig) -> int:
     """Index of the evaluation at which early stopping with ``PATIENCE`` would end the fit (the last if never)."""
-    best, waited = -np.inf, 0
-    for i, v in enumerate(res.val_loglik):
-        epoch = (i + 1) * config.eval_every - 1
-        best, waited = (v, 0) if v > best else (best, waited + 1 if epoch >= config.warmup_epochs else 0)
-        if waited >= PATIENCE:
-            return i
-    return len(res.val_loglik) - 1
+    stop = early_stop_index(res.val_loglik, patience=PATIENCE, eval_every=config.eval_every,
+                            warmup_epochs=config.warmup_epochs)
+    return len(res.val_loglik) - 1 if stop is None else stop
 
 
 def first_time(scores: np.ndarray, times: tuple[float, ...], target: float) -> float:

@@ -46,7 +46,7 @@ from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import rule_network
 from learnrules.models.rule import LearningRule, Params
 
-__all__ = ["RolloutConfig", "RolloutResult", "fit_rollout", "holdout_sessions"]
+__all__ = ["RolloutConfig", "RolloutResult", "early_stop_index", "fit_rollout", "holdout_sessions"]
 
 logger = logging.getLogger(__name__)
 
@@ -405,6 +405,25 @@ def _validate(trainer: _Trainer, validation: CohortTensors | None, holdout: Tens
     return float(ll[scored].sum() / scored.sum().clamp(min=1))
 
 
+def early_stop_index(val_loglik, *, patience: int, eval_every: int = 1, warmup_epochs: int = 0) -> int | None:
+    """Index of the evaluation at which early stopping ends a fit, or None if it never does.
+
+    The fit stops at the first evaluation that is the ``patience``-th since the best score so far;
+    evaluations before the end of a warm-up (epoch ``warmup_epochs``, evaluated every ``eval_every`` epochs)
+    do not count, so a warm-up cannot spend the patience of the optimizer that follows it.
+    """
+    best, waited = -math.inf, 0
+    for i, score in enumerate(val_loglik):
+        epoch = (i + 1) * eval_every - 1
+        if score > best:
+            best, waited = score, 0
+        elif epoch >= warmup_epochs:
+            waited += 1
+        if waited >= patience:
+            return i
+    return None
+
+
 def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutConfig = RolloutConfig(),
                 params: Params | None = None, init_weights: Tensor | None = None,
                 validation: CohortTensors | None = None, holdout: Tensor | None = None,
@@ -475,7 +494,7 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
     generator = torch.Generator()
     generator.manual_seed(seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_()))
     trainer = _Trainer(cohort, rule, params, init_weights, config, holdout)
-    t0, losses, val, best = time.perf_counter(), [], [], (-math.inf, None, 0)
+    t0, losses, val, best_state = time.perf_counter(), [], [], None
     val_train_s, validating_s, monitored = [], 0.0, []
     bar = tqdm(range(config.epochs), disable=not (sys.stderr.isatty() if progress is None else progress),
                desc=f"rollout {rule.name}")
@@ -496,15 +515,16 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
             if monitor is not None:
                 monitored.append(_validate(trainer, monitor, None))
             validating_s += time.perf_counter() - tick
-            if val[-1] > best[0]:
-                best = (val[-1], trainer.snapshot(), 0)
-            else:  # patience counts from the end of a warm-up
-                best = (best[0], best[1], best[2] + 1 if epoch >= config.warmup_epochs else 0)
+            if val[-1] > max(val[:-1], default=-math.inf):
+                best_state = trainer.snapshot()
+            if config.patience is not None and early_stop_index(
+                    val, patience=config.patience, eval_every=config.eval_every,
+                    warmup_epochs=config.warmup_epochs) is not None:
+                stop = f"early stop: no held-out improvement in {config.patience} evaluations"
         if (epoch + 1) % config.log_every == 0 or epoch == 0:
             logger.info("epoch %d: train NLL/trial %.5f%s", epoch + 1, losses[-1],
                         f", held-out LL/trial {val[-1]:.5f}" if val else "")
-        if config.patience is not None and best[2] >= config.patience:
-            stop = f"early stop: no held-out improvement in {config.patience} evaluations"
+        if stop.startswith("early"):
             break
         if config.time_budget_s is not None and time.perf_counter() - t0 > config.time_budget_s:
             stop = f"time budget {config.time_budget_s:.0f} s"
@@ -513,8 +533,8 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
     if trainer.diverged_trials:
         logger.info("%d L-BFGS line-search trials met a diverging rollout and were backed off from",
                     trainer.diverged_trials)
-    if best[1] is not None and config.patience is not None:
-        trainer.restore(best[1])
+    if best_state is not None and config.patience is not None:
+        trainer.restore(best_state)
     converged = stop.startswith("early") or (len(losses) > 1 and
                                              abs(losses[-1] - losses[-2]) <= config.tol * abs(losses[-2]))
     if trainer.network is not None:

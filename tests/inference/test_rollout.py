@@ -10,7 +10,7 @@ import torch
 
 from learnrules.inference import rollout_fit
 from learnrules.inference.rollout import estimate_initial_weights, predict_heldout, rollout_loglik, rollout_trajectory
-from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout, holdout_sessions
+from learnrules.inference.rollout_fit import RolloutConfig, early_stop_index, fit_rollout, holdout_sessions
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import GRURule, MLPRule
 from learnrules.models.rule import LearningRule
@@ -280,6 +280,16 @@ def test_patience_counts_from_the_end_of_the_warmup(reinforce_sim, monkeypatch):
     assert res.n_steps == 8 and res.stop_reason.startswith("early stop")
     first = fit_rollout(cohort, Reinforce(), config=replace(config, epochs=1, patience=None), seed=0)
     torch.testing.assert_close(res.params["alpha"], first.params["alpha"], rtol=0, atol=0)  # the best state
+
+
+def test_early_stop_index_counts_evaluations_since_the_best_after_the_warmup():
+    assert early_stop_index([1.0, 2.0, 1.5, 1.9, 1.0], patience=3) == 4
+    assert early_stop_index([1.0, 0.0, 0.0, 2.0, 0.0, 0.0], patience=3) is None  # a new best restarts the count
+    assert early_stop_index([1.0, 1.0, 1.0], patience=2) == 2  # a tie is no improvement
+    # evaluated at epochs 1, 3, 5, 7, 9, 11: those at 1-5 are in the warm-up of 6 epochs and do not count
+    falling = [5.0, 4.0, 3.0, 2.0, 1.0, 0.0]
+    assert early_stop_index(falling, patience=2, eval_every=2, warmup_epochs=6) == 4
+    assert early_stop_index(falling, patience=2, eval_every=2) == 2
 
 
 def test_validation_time_is_left_out_of_the_training_clock(reinforce_sim, monkeypatch):
