@@ -32,7 +32,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import torch
-from neural_recovery import cohort_tensors, update_recovery
+from neural_recovery import update_recovery
 
 from learnrules.inference.rollout import predict_heldout, rollout_loglik
 from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
@@ -75,7 +75,7 @@ class Setting:
     @classmethod
     def build(cls) -> Setting:
         sim = simulate_cohort(Reinforce(), n_animals=200, n_trials=2000, seed=0)  # the neural_recovery cohort
-        train, test = cohort_tensors(sim, TRAIN), cohort_tensors(sim, TEST)
+        train, test = sim.tensors(TRAIN), sim.tensors(TEST)
         w0, test_w0 = torch.as_tensor(sim.weights[TRAIN, 0]), torch.as_tensor(sim.weights[TEST, 0])
         truth = {k: torch.as_tensor(v) for k, v in sim.params.items()}
         return cls(sim, train, test, w0, test_w0, float(rollout_loglik(train, Reinforce(), truth, w0).sum()),

@@ -39,21 +39,6 @@ RESULTS = Path(__file__).parent / "results"
 FIT_TRIALS = 100
 
 
-def cohort_tensors(sim, index: np.ndarray) -> CohortTensors:
-    """Padded tensors of the simulated animals at ``index`` (all animals have the same length)."""
-    table = sim.table
-    a, t = sim.weights.shape[:2]
-    choice = table["choice"].to_numpy(dtype=float).reshape(a, t)[index]
-    reward = table["reward"].to_numpy(dtype=float).reshape(a, t)[index]
-    start = (table["trial"].to_numpy() == 0).reshape(a, t)[index]
-    dtype = torch.get_default_dtype()
-    ones = torch.ones(len(index), t, dtype=torch.bool)
-    return CohortTensors(torch.as_tensor(sim.features[index], dtype=dtype), torch.as_tensor(choice, dtype=dtype),
-                         torch.as_tensor(reward, dtype=dtype), ones, ones.clone(), torch.as_tensor(start),
-                         torch.full((len(index),), t), sim.feature_names,
-                         tuple(sim.subjects[i] for i in index))
-
-
 def update_recovery(sim, rule, cohort: CohortTensors, index: np.ndarray, params: dict | None = None) -> list[dict]:
     """Recovery of the true update by ``rule`` on the visited states (true weights, observed trials).
 
@@ -121,7 +106,7 @@ def main() -> None:
     rule = Reinforce()
     sim = simulate_cohort(rule, n_animals=args.animals + args.heldout, n_trials=args.trials, seed=args.seed)
     train_idx, test_idx = np.arange(args.animals), np.arange(args.animals, args.animals + args.heldout)
-    train, test = cohort_tensors(sim, train_idx), cohort_tensors(sim, test_idx)
+    train, test = sim.tensors(train_idx), sim.tensors(test_idx)
     params = {k: torch.as_tensor(v) for k, v in sim.params.items()}
     true_w0 = torch.as_tensor(sim.weights[:, 0])
 

@@ -44,10 +44,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from neural_vi import cohort_of, speed_cohort
+from neural_vi import speed_cohort
 
+from learnrules.inference.early_stopping import early_stop_index
 from learnrules.inference.rollout import predict_heldout
-from learnrules.inference.rollout_fit import RolloutConfig, RolloutResult, early_stop_index, fit_rollout
+from learnrules.inference.rollout_fit import RolloutConfig, RolloutResult, fit_rollout
 from learnrules.models.neural import MLPRule
 from learnrules.synthetic import simulate_cohort
 
@@ -109,8 +110,7 @@ def main() -> None:
     truth, sim, train, test = speed_cohort(args)
     params = {k: torch.as_tensor(v) for k, v in sim.params.items()}
     oracle = predict_heldout(test, truth, params, init_weights=torch.zeros(2)).loglik_per_trial
-    validation = cohort_of(simulate_cohort(truth, n_animals=4, n_trials=args.trials, sigma=0.0, seed=1),
-                           np.arange(4))
+    validation = simulate_cohort(truth, n_animals=4, n_trials=args.trials, sigma=0.0, seed=1).tensors()
     fits, configs = {}, {}
     for name in args.methods.split(","):
         start = time.perf_counter()

@@ -67,22 +67,6 @@ def mlp(args: argparse.Namespace, n_features: int = 2) -> MLPRule:
     return MLPRule(n_features, hidden=(16, 16), seed=0, activation=args.activation)
 
 
-def cohort_of(sim, index: np.ndarray) -> CohortTensors:  # noqa: ANN001
-    """Padded tensors of the equal-length simulated animals at ``index``."""
-    a, t = sim.weights.shape[:2]
-    table = sim.table
-    dtype = torch.get_default_dtype()
-
-    def pick(col: str) -> torch.Tensor:
-        return torch.as_tensor(table[col].to_numpy(dtype=float).reshape(a, t)[index], dtype=dtype)
-
-    start = torch.as_tensor((table["trial"].to_numpy() == 0).reshape(a, t)[index])
-    ones = torch.ones(len(index), t, dtype=torch.bool)
-    return CohortTensors(torch.as_tensor(sim.features[index], dtype=dtype), pick("choice"), pick("reward"), ones,
-                         ones.clone(), start, torch.full((len(index),), t), sim.feature_names,
-                         tuple(sim.subjects[i] for i in index))
-
-
 def init_prior(res: FitResult) -> tuple[np.ndarray, np.ndarray]:
     """Held-out animals' initial-weight prior: mean and spread of the training animals' first weights."""
     w0 = res.weights_mean[:, 0]
@@ -111,7 +95,7 @@ def speed_cohort(args: argparse.Namespace) -> tuple[LearningRule, SimulatedCohor
     truth = make_rule("reinforce")
     sim = simulate_cohort(truth, n_animals=args.animals + 4, n_trials=args.trials, sigma=0.0, seed=0)
     heldout = np.arange(args.animals, args.animals + 4)
-    return truth, sim, cohort_of(sim, np.arange(args.animals)), cohort_of(sim, heldout)
+    return truth, sim, sim.tensors(np.arange(args.animals)), sim.tensors(heldout)
 
 
 def part_speed(args: argparse.Namespace) -> list[tuple[str, object]]:
@@ -227,8 +211,8 @@ def part_gru(args: argparse.Namespace, cohorts: dict[str, GRUCohort] = GRU_COHOR
         truth = make_rule(cohort.rule)
         sim = simulate_cohort(truth, n_animals=args.animals + args.heldout, n_trials=args.trials,
                               sigma=cohort.sigma, seed=1, params=cohort.params, task=cohort.task)
-        train = cohort_of(sim, np.arange(args.animals))
-        test = cohort_of(sim, np.arange(args.animals, args.animals + args.heldout))
+        train = sim.tensors(np.arange(args.animals))
+        test = sim.tensors(np.arange(args.animals, args.animals + args.heldout))
         scores = {}
         for label, rule in (("mlp", mlp(args)),
                             ("gru", GRURule(2, hidden=(16, 16), gru_hidden=8, seed=0, activation=args.activation))):
@@ -314,7 +298,7 @@ def part_recovery(args: argparse.Namespace) -> list[tuple[str, object]]:
         truth = make_rule(name)
         sim = simulate_cohort(truth, n_animals=args.animals + 10, n_trials=args.trials, sigma=sigma, seed=2)
         idx = np.arange(args.animals)
-        train, test = cohort_of(sim, idx), cohort_of(sim, np.arange(args.animals, args.animals + 10))
+        train, test = sim.tensors(idx), sim.tensors(np.arange(args.animals, args.animals + 10))
         res = fit_vi(train, mlp(args), args.budget, batch=args.batch)
         rule = res.neural_rule()
         pooled = update_recovery(sim, rule, train, idx)[-1]

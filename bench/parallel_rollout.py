@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from neural_vi import cohort_of, speed_cohort
+from neural_vi import speed_cohort
 
 from learnrules.inference.parallel_rollout import parallel_trajectory
 from learnrules.inference.rollout import rollout_trajectory, trial_loglik
@@ -77,7 +77,7 @@ def part_solve(trial_counts: list[int]) -> pd.DataFrame:
     rows = []
     for n_trials in trial_counts:
         sim = simulate_cohort(Reinforce(), n_animals=12, n_trials=n_trials, params={"alpha": [0.03, 0.03]}, seed=0)
-        cohort = cohort_of(sim, np.arange(12))
+        cohort = sim.tensors(np.arange(12))
         w0 = torch.zeros(12, 2)
         for name, (rule, params) in _rules().items():
             if isinstance(rule, GRURule) and n_trials > 10_000:

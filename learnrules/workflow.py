@@ -23,11 +23,12 @@ import numpy as np
 import torch
 
 from learnrules.behavior.trials import TrialData
+from learnrules.inference.early_stopping import holdout_sessions
 from learnrules.inference.evaluate import PredictiveScore, gaussian_filter_loglik
 from learnrules.inference.fit import FitConfig, fit
 from learnrules.inference.result import FitResult
 from learnrules.inference.rollout import rollout_weights
-from learnrules.inference.rollout_fit import RolloutConfig, RolloutResult, fit_rollout, holdout_sessions
+from learnrules.inference.rollout_fit import RolloutConfig, RolloutResult, fit_rollout
 from learnrules.models.dynamics import DynamicsConfig
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import Activation, GRURule, MLPRule, NeuralRule

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule
 from learnrules.synthetic.agent import coerce_params, simulate_agents, task_features
 from learnrules.synthetic.task import IBLTask
@@ -74,6 +75,26 @@ class SimulatedCohort:
         tensors = {name: torch.as_tensor(np.asarray(value, float)) for name, value in self.params.items()}
         derived = {name: value.numpy() for name, value in self.rule.derived(tensors).items()}
         return {**self.params, **derived, "sigma": self.sigma}
+
+    def tensors(self, animals: Sequence[int] | None = None) -> CohortTensors:
+        """Return the trials of the animals at ``animals`` (default all) as a fit's tensors, in the default dtype.
+
+        Every trial is observed and fitted; a session starts at each session's trial 0.
+        """
+        n_animals, n_trials = self.weights.shape[:2]
+        index = np.arange(n_animals) if animals is None else np.asarray(animals)
+        dtype = torch.get_default_dtype()
+
+        def grid(values: np.ndarray) -> np.ndarray:
+            return values.reshape(n_animals, n_trials)[index]
+
+        ones = torch.ones(len(index), n_trials, dtype=torch.bool)
+        return CohortTensors(
+            torch.as_tensor(self.features[index], dtype=dtype),
+            torch.as_tensor(grid(self.table["choice"].to_numpy(float)), dtype=dtype),
+            torch.as_tensor(grid(self.table["reward"].to_numpy(float)), dtype=dtype), ones, ones.clone(),
+            torch.as_tensor(grid(self.table["trial"].to_numpy() == 0)), torch.full((len(index),), n_trials),
+            self.feature_names, tuple(self.subjects[i] for i in index))
 
     def to_ibl_table(self) -> pd.DataFrame:
         """Return the trials in IBL ALF coding.

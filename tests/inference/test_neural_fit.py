@@ -15,18 +15,6 @@ from learnrules.other_rules import Reinforce
 from learnrules.synthetic import simulate_cohort
 
 
-def cohort_of(sim, index) -> CohortTensors:
-    """Padded tensors of equal-length simulated animals at ``index``."""
-    a, t = sim.weights.shape[:2]
-    table = sim.table
-    pick = lambda col: torch.as_tensor(table[col].to_numpy(dtype=float).reshape(a, t)[index])  # noqa: E731
-    start = torch.as_tensor((table["trial"].to_numpy() == 0).reshape(a, t)[index])
-    ones = torch.ones(len(index), t, dtype=torch.bool)
-    return CohortTensors(torch.as_tensor(sim.features[index]), pick("choice"), pick("reward"), ones, ones.clone(),
-                         start, torch.full((len(index),), t), sim.feature_names,
-                         tuple(sim.subjects[i] for i in index))
-
-
 def heldout_score(res: FitResult, rule, params, test: CohortTensors) -> float:
     """Held-out-animal log-likelihood per trial: initial weights from the training animals' spread."""
     w0 = res.weights_mean[:, 0]
@@ -41,13 +29,13 @@ NEURAL = FitConfig(dynamics=DynamicsConfig(sigma=0.05, sigma_init=2.0), optimize
 
 def small_data(n_trials=200, n_animals=2, seed=1):
     sim = simulate_cohort(Reinforce(), n_animals=n_animals, n_trials=n_trials, sigma=0.01, seed=seed)
-    return cohort_of(sim, np.arange(n_animals))
+    return sim.tensors(np.arange(n_animals))
 
 
 def test_mlp_rule_fit_by_vi_predicts_heldout_animals_near_the_oracle():
     truth = Reinforce()
     sim = simulate_cohort(truth, n_animals=8, n_trials=1500, sigma=0.01, seed=0)
-    train, test = cohort_of(sim, np.arange(6)), cohort_of(sim, np.arange(6, 8))
+    train, test = sim.tensors(np.arange(6)), sim.tensors(np.arange(6, 8))
     res = fit(train, rule=MLPRule(2, hidden=(16, 16), seed=0), config=FitConfig(**{**NEURAL.__dict__,
                                                                                    "max_steps": 60}), seed=0)
     mlp = heldout_score(res, res.neural_rule(), {}, test)

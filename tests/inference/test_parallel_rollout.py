@@ -1,5 +1,7 @@
 """The rollout solved by Newton iterations equals the sequential rollout, in values and in gradients."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,6 @@ import torch
 from learnrules.inference.parallel_rollout import affine_scan, parallel_trajectory
 from learnrules.inference.rollout import predict_heldout, rollout_loglik, rollout_trajectory, trial_loglik
 from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
-from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import GRURule, MLPRule
 from learnrules.other_rules import Reinforce, ReinforceBaseline, RewardGatedReinforce
 from learnrules.synthetic import simulate_cohort
@@ -18,18 +19,12 @@ def ragged():
     """Six REINFORCE animals x 700 trials; two end early (padding) and some trials have no choice."""
     torch.set_default_dtype(torch.float64)
     sim = simulate_cohort(Reinforce(), n_animals=6, n_trials=700, params={"alpha": [0.05, 0.05]}, seed=5)
-    a, t = sim.weights.shape[:2]
-    table = sim.table
     lengths = torch.tensor([700, 700, 451, 700, 700, 613])
-    valid = torch.arange(t) < lengths[:, None]
-    observed = torch.ones(a, t, dtype=torch.bool)
+    valid = torch.arange(700) < lengths[:, None]
+    observed = torch.ones(6, 700, dtype=torch.bool)
     observed[1, 100:130] = False
     observed[4, 5:9] = False
-    return CohortTensors(torch.as_tensor(sim.features),
-                         torch.as_tensor(table["choice"].to_numpy(float).reshape(a, t)),
-                         torch.as_tensor(table["reward"].to_numpy(float).reshape(a, t)), observed, valid,
-                         torch.as_tensor((table["trial"].to_numpy() == 0).reshape(a, t)), lengths,
-                         sim.feature_names, sim.subjects)
+    return replace(sim.tensors(), observed=observed, valid=valid, lengths=lengths)
 
 
 def sequential_scan(a, b, z0):

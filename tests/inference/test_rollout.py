@@ -1,6 +1,8 @@
+import importlib.util
 import logging
 import time
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 from typing import ClassVar
 
@@ -9,8 +11,9 @@ import pytest
 import torch
 
 from learnrules.inference import rollout_fit
+from learnrules.inference.early_stopping import holdout_sessions
 from learnrules.inference.rollout import estimate_initial_weights, predict_heldout, rollout_loglik, rollout_trajectory
-from learnrules.inference.rollout_fit import RolloutConfig, early_stop_index, fit_rollout, holdout_sessions
+from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import GRURule, MLPRule
 from learnrules.models.rule import LearningRule
@@ -18,15 +21,9 @@ from learnrules.other_rules import Reinforce, ZeroRule
 from learnrules.synthetic import simulate_cohort
 from learnrules.workflow import rollout_to_result
 
-
-def to_cohort(sim) -> CohortTensors:
-    a, t = sim.weights.shape[:2]
-    table = sim.table
-    ones = torch.ones(a, t, dtype=torch.bool)
-    return CohortTensors(torch.as_tensor(sim.features), torch.as_tensor(table["choice"].to_numpy(float).reshape(a, t)),
-                         torch.as_tensor(table["reward"].to_numpy(float).reshape(a, t)), ones, ones.clone(),
-                         torch.as_tensor((table["trial"].to_numpy() == 0).reshape(a, t)), torch.full((a,), t),
-                         sim.feature_names, sim.subjects)
+_spec = importlib.util.spec_from_file_location("fitting_helpers", Path(__file__).with_name("fitting_helpers.py"))
+helpers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(helpers)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +33,7 @@ def reinforce_sim():
 
 
 def test_rollout_reproduces_simulator_weights_exactly(reinforce_sim):
-    sim, cohort = reinforce_sim, to_cohort(reinforce_sim)
+    sim, cohort = reinforce_sim, reinforce_sim.tensors()
     params = {k: torch.as_tensor(v) for k, v in sim.params.items()}
     w0 = torch.as_tensor(sim.weights[:, 0])
     weights, w_end, _ = rollout_trajectory(Reinforce(), params, cohort.features, cohort.choice, cohort.reward,
@@ -50,7 +47,7 @@ def test_rollout_reproduces_simulator_weights_exactly(reinforce_sim):
 
 
 def test_missing_choices_do_not_update_or_score(reinforce_sim):
-    cohort = to_cohort(reinforce_sim)
+    cohort = reinforce_sim.tensors()
     observed = cohort.observed.clone()
     observed[:, 10:20] = False
     cohort = CohortTensors(cohort.features, cohort.choice, cohort.reward, observed, cohort.valid,
@@ -66,7 +63,7 @@ def test_missing_choices_do_not_update_or_score(reinforce_sim):
 
 
 def test_fit_recovers_reinforce_alpha(reinforce_sim):
-    cohort = to_cohort(reinforce_sim)
+    cohort = reinforce_sim.tensors()
     true_w0 = torch.as_tensor(reinforce_sim.weights[:, 0])
     config = RolloutConfig(epochs=20, lr=0.1, tbptt=400, init_lr=0.05)
     res = fit_rollout(cohort, Reinforce(), config=config, params={"alpha": torch.tensor([0.03, 0.03])}, seed=0)
@@ -101,7 +98,7 @@ def rollout_trajectory_loglik(cohort, rule, params, w0, scored=None):
 def test_lbfgs_fit_reaches_a_stationary_point_of_the_exact_likelihood(reinforce_sim):
     # L-BFGS must use the untruncated gradient: a fit on truncated gradients stops away from the stationary
     # point of the loss it reports, and its line search misbehaves.
-    cohort = to_cohort(reinforce_sim)
+    cohort = reinforce_sim.tensors()
     config = RolloutConfig(epochs=15, optimizer="lbfgs", tbptt=50, tol=1e-12)
     res = fit_rollout(cohort, Reinforce(), config=config, params={"alpha": torch.tensor([0.03, 0.03])}, seed=0)
     grad = exact_gradient(cohort, Reinforce(), res.params, res.init_weights)
@@ -114,7 +111,7 @@ def test_lbfgs_fit_reaches_a_stationary_point_of_the_exact_likelihood(reinforce_
 
 
 def test_lbfgs_warmup_takes_adams_steps_first_then_reaches_a_stationary_point(reinforce_sim):
-    cohort, start = to_cohort(reinforce_sim), {"alpha": torch.tensor([0.03, 0.03])}
+    cohort, start = reinforce_sim.tensors(), {"alpha": torch.tensor([0.03, 0.03])}
     adam_options = {"lr": 0.1, "tbptt": 100, "init_lr": 0.05}
     adam = fit_rollout(cohort, Reinforce(), config=RolloutConfig(epochs=3, **adam_options), params=start, seed=0)
     warm = RolloutConfig(optimizer="lbfgs", warmup_epochs=3, tol=1e-12, **adam_options)
@@ -128,34 +125,8 @@ def test_lbfgs_warmup_takes_adams_steps_first_then_reaches_a_stationary_point(re
 
 
 
-def with_sessions(cohort, length):
-    """The cohort with a session starting every ``length`` trials."""
-    starts = (torch.arange(cohort.features.shape[1]) % length == 0).expand_as(cohort.observed).clone()
-    return replace(cohort, session_start=starts)
-
-
-def test_holdout_sessions_are_whole_later_sessions_or_blocks(reinforce_sim):
-    cohort = to_cohort(reinforce_sim)  # one session of 400 trials per animal: five blocks of 80
-    held = holdout_sessions(cohort, seed=0)
-    blocks = held.reshape(12, 5, 80)
-    assert (blocks.all(-1) | ~blocks.any(-1)).all()  # whole blocks
-    assert (blocks.all(-1).sum(1) == 1).all() and not blocks[:, 0].any()  # one of five, never the first
-    sessions = with_sessions(cohort, 20)  # 20 sessions: 4 held out
-    held = holdout_sessions(sessions, seed=1).reshape(12, 20, 20)
-    assert (held.all(-1) | ~held.any(-1)).all() and (held.all(-1).sum(1) == 4).all() and not held[:, 0].any()
-    assert torch.equal(held, holdout_sessions(sessions, seed=1).reshape(12, 20, 20))
-    assert not torch.equal(held, holdout_sessions(sessions, seed=2).reshape(12, 20, 20))
-    masked = replace(sessions, observed=sessions.observed & ~((torch.arange(400) >= 20) & (torch.arange(400) < 220)))
-    held = holdout_sessions(masked, seed=1).reshape(12, 20, 20)  # sessions 1-10 have no choice to score
-    assert not held[:, :11].any() and (held.all(-1).sum(1) == 2).all()  # 20% of the ten with one
-    cv = replace(sessions, held_out=(torch.arange(400) >= 20) & (torch.arange(400) < 220))  # already held out
-    assert torch.equal(holdout_sessions(cv, seed=1).reshape(12, 20, 20), held)
-    with pytest.raises(ValueError, match="fraction"):
-        holdout_sessions(cohort, fraction=1.0)
-
-
 def test_held_out_trials_move_the_weights_but_stay_out_of_the_loss(reinforce_sim):
-    cohort = to_cohort(reinforce_sim)
+    cohort = reinforce_sim.tensors()
     held = holdout_sessions(cohort, seed=0)
     cohort = replace(cohort, observed=(torch.arange(400) % 7 != 3).expand(12, 400))  # missing choices count nowhere
     config = RolloutConfig(epochs=15, optimizer="lbfgs", tol=1e-12)
@@ -173,7 +144,7 @@ def test_held_out_trials_move_the_weights_but_stay_out_of_the_loss(reinforce_sim
 
 
 def test_early_stopping_on_held_out_trials_keeps_their_best_state(reinforce_sim):
-    cohort = with_sessions(to_cohort(reinforce_sim), 50)
+    cohort = helpers.with_sessions(reinforce_sim.tensors(), 50)
     held = holdout_sessions(cohort, seed=0)
     config = RolloutConfig(epochs=60, lr=0.3, init_lr=0.1, tbptt=100, patience=3)  # overshooting Adam steps
     res = fit_rollout(cohort, Reinforce(), config=config, params={"alpha": torch.tensor([0.03, 0.03])},
@@ -190,7 +161,7 @@ def _network_norm2(rule) -> float:
 def test_weight_decay_is_a_map_fit_of_the_network():
     # L-BFGS stops at a stationary point of NLL per trial + weight_decay / 2 * ||theta||^2, not of the NLL.
     sim = simulate_cohort(Reinforce(), n_animals=6, n_trials=200, params={"alpha": [0.1, 0.1]}, seed=3)
-    cohort, w0 = to_cohort(sim), torch.as_tensor(sim.weights[:, 0])
+    cohort, w0 = sim.tensors(), torch.as_tensor(sim.weights[:, 0])
     decay = 1e-2
     config = RolloutConfig(epochs=40, optimizer="lbfgs", init_weights="fixed", weight_decay=decay)
     res = fit_rollout(cohort, MLPRule(2, hidden=(8,), activation="tanh", seed=0), config=config, init_weights=w0)
@@ -204,7 +175,7 @@ def test_weight_decay_is_a_map_fit_of_the_network():
 
 
 def test_weight_decay_shrinks_adam_fit_and_leaves_parametric_rules_alone(reinforce_sim):
-    cohort = to_cohort(reinforce_sim)
+    cohort = reinforce_sim.tensors()
     fits = [fit_rollout(cohort, MLPRule(2, hidden=(8,), seed=0), seed=0,
                         config=RolloutConfig(epochs=5, lr=0.05, tbptt=100, weight_decay=decay))
             for decay in (0.0, 0.1)]
@@ -225,7 +196,7 @@ class _NanAbove(Reinforce):
 
 @pytest.mark.parametrize("solver", ["parallel", "sequential"])
 def test_lbfgs_line_search_backs_off_from_a_diverging_rollout(reinforce_sim, caplog, solver):
-    cohort = to_cohort(reinforce_sim)
+    cohort = reinforce_sim.tensors()
     start = {"alpha": torch.tensor([0.05, 0.05])}  # the data (alpha 0.1) pull it past 0.06
     with caplog.at_level(logging.INFO, logger="learnrules.inference.rollout_fit"):
         res = fit_rollout(cohort, _NanAbove(), params=start,
@@ -242,7 +213,7 @@ def test_mlp_fit_learns_reinforce_update():
     # Known initial weights, as in Liu et al.'s main-text simulations: with free per-animal initial weights an
     # MLP can trade them against a mean-reverting rule, and the per-trial update is poorly identified.
     sim = simulate_cohort(Reinforce(), n_animals=30, n_trials=300, params={"alpha": [0.5, 0.5]}, seed=1)
-    cohort = to_cohort(sim)
+    cohort = sim.tensors()
     mlp = MLPRule(2, hidden=(16, 16), seed=0)
     before = [p.detach().clone() for p in mlp.network.parameters()]
     config = RolloutConfig(epochs=150, lr=0.01, tbptt=100, init_weights="fixed")
@@ -261,7 +232,7 @@ def test_mlp_fit_learns_reinforce_update():
 
 def test_gru_fit_runs_and_improves():
     sim = simulate_cohort(Reinforce(), n_animals=6, n_trials=150, params={"alpha": [0.2, 0.2]}, seed=2)
-    cohort = to_cohort(sim)
+    cohort = sim.tensors()
     res = fit_rollout(cohort, GRURule(2, hidden=(8,), gru_hidden=4, seed=0),
                       config=RolloutConfig(epochs=6, lr=0.01, tbptt=50, init_weights="shared"),
                       validation=cohort.select([0, 1]), seed=0)
@@ -274,22 +245,12 @@ def test_patience_counts_from_the_end_of_the_warmup(reinforce_sim, monkeypatch):
     # Every evaluation after the first scores lower; the warm-up's 6 must not spend the patience of 2.
     scores = iter(-float(i) for i in range(100))
     monkeypatch.setattr(rollout_fit, "predict_heldout", lambda *a, **k: SimpleNamespace(loglik_per_trial=next(scores)))
-    cohort = to_cohort(reinforce_sim).select([0, 1])
+    cohort = reinforce_sim.tensors().select([0, 1])
     config = RolloutConfig(epochs=20, optimizer="lbfgs", lbfgs_iter=2, warmup_epochs=6, patience=2)
     res = fit_rollout(cohort, Reinforce(), config=config, validation=cohort, seed=0)
     assert res.n_steps == 8 and res.stop_reason.startswith("early stop")
     first = fit_rollout(cohort, Reinforce(), config=replace(config, epochs=1, patience=None), seed=0)
     torch.testing.assert_close(res.params["alpha"], first.params["alpha"], rtol=0, atol=0)  # the best state
-
-
-def test_early_stop_index_counts_evaluations_since_the_best_after_the_warmup():
-    assert early_stop_index([1.0, 2.0, 1.5, 1.9, 1.0], patience=3) == 4
-    assert early_stop_index([1.0, 0.0, 0.0, 2.0, 0.0, 0.0], patience=3) is None  # a new best restarts the count
-    assert early_stop_index([1.0, 1.0, 1.0], patience=2) == 2  # a tie is no improvement
-    # evaluated at epochs 1, 3, 5, 7, 9, 11: those at 1-5 are in the warm-up of 6 epochs and do not count
-    falling = [5.0, 4.0, 3.0, 2.0, 1.0, 0.0]
-    assert early_stop_index(falling, patience=2, eval_every=2, warmup_epochs=6) == 4
-    assert early_stop_index(falling, patience=2, eval_every=2) == 2
 
 
 def test_validation_time_is_left_out_of_the_training_clock(reinforce_sim, monkeypatch):
@@ -298,14 +259,14 @@ def test_validation_time_is_left_out_of_the_training_clock(reinforce_sim, monkey
         return predict_heldout(*args, **kwargs)
 
     monkeypatch.setattr(rollout_fit, "predict_heldout", slow_predict)
-    cohort = to_cohort(reinforce_sim).select([0, 1])
+    cohort = reinforce_sim.tensors().select([0, 1])
     res = fit_rollout(cohort, Reinforce(), config=RolloutConfig(epochs=4), validation=cohort, seed=0)
     assert len(res.val_train_s) == 4 and (np.diff(res.val_train_s) > 0).all()
     assert res.val_train_s[-1] < 0.9 <= 1.2 <= res.elapsed_s  # three earlier validations would add 0.9 s
 
 
 def test_monitor_animals_are_scored_but_never_select_the_state(reinforce_sim):
-    cohort = to_cohort(reinforce_sim)
+    cohort = reinforce_sim.tensors()
     train, validation, test = cohort.select([0, 1, 2]), cohort.select([3]), cohort.select([4, 5])
     config = RolloutConfig(epochs=12, lr=0.3, init_lr=0.1, tbptt=100, patience=2)  # overshooting: stops early
     alone = fit_rollout(train, Reinforce(), config=config, validation=validation, seed=0)
@@ -323,7 +284,7 @@ def test_monitor_animals_are_scored_but_never_select_the_state(reinforce_sim):
 
 
 def test_a_rollout_fit_as_a_fit_result_carries_its_trajectory(reinforce_sim):
-    cohort = to_cohort(reinforce_sim).select([0, 1, 2])
+    cohort = reinforce_sim.tensors().select([0, 1, 2])
     res = fit_rollout(cohort, Reinforce(), config=RolloutConfig(epochs=3, optimizer="lbfgs", lbfgs_iter=3), seed=0)
     weights, _, _ = rollout_trajectory(res.rule, res.params, cohort.features, cohort.choice, cohort.reward,
                                        cohort.observed, res.init_weights)
@@ -339,13 +300,13 @@ class _Exploding(LearningRule):
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_nan_loss_names_epoch(reinforce_sim, optimizer):
-    cohort = to_cohort(reinforce_sim)
+    cohort = reinforce_sim.tensors()
     with pytest.raises(FloatingPointError, match="epoch 0"):
         fit_rollout(cohort, _Exploding(), config=RolloutConfig(epochs=2, optimizer=optimizer))
 
 
 def test_config_errors(reinforce_sim):
-    cohort = to_cohort(reinforce_sim)
+    cohort = reinforce_sim.tensors()
     with pytest.raises(ValueError, match="validation"):
         fit_rollout(cohort, Reinforce(), config=RolloutConfig(patience=2))
     held = holdout_sessions(cohort)
@@ -367,12 +328,12 @@ def test_config_errors(reinforce_sim):
 
 def test_estimate_initial_weights_static_glm():
     sim = simulate_cohort(ZeroRule(), n_animals=3, n_trials=3000, init_sd=1.0, seed=5)
-    est = estimate_initial_weights(to_cohort(sim), n_trials=3000, l2=1e-3)
+    est = estimate_initial_weights(sim.tensors(), n_trials=3000, l2=1e-3)
     np.testing.assert_allclose(est.numpy(), sim.weights[:, 0], atol=0.2)
 
 
 def test_predict_heldout_protocols(reinforce_sim):
-    cohort = to_cohort(reinforce_sim)
+    cohort = reinforce_sim.tensors()
     params = {k: torch.as_tensor(v) for k, v in reinforce_sim.params.items()}
     w0 = torch.as_tensor(reinforce_sim.weights[:, 0])
     exact = predict_heldout(cohort, Reinforce(), params, init_weights=w0)
@@ -394,7 +355,7 @@ class _Runaway(LearningRule):
 
 
 def test_predict_heldout_warns_when_rolled_out_weights_diverge(reinforce_sim, caplog):
-    cohort = to_cohort(reinforce_sim)
+    cohort = reinforce_sim.tensors()
     w0 = torch.as_tensor(reinforce_sim.weights[:, 0])
     params = {k: torch.as_tensor(v) for k, v in reinforce_sim.params.items()}
     predict_heldout(cohort, Reinforce(), params, init_weights=w0)

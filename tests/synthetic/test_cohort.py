@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from learnrules.behavior import design_matrix, load_trials
+from learnrules.models.inputs import CohortTensors
 from learnrules.other_rules import RULES, EligibilityTrace, ReinforceBaseline, ZeroRule, make_rule
 from learnrules.synthetic import IBLTask, simulate_cohort
 
@@ -146,3 +147,13 @@ def test_correct_choices_are_rewarded_at_the_block_probability_and_errors_never(
         assert abs(paid.mean() - level) < 4 * np.sqrt(level * (1 - level) / len(paid)) + 1e-12
     plain = simulate_cohort(ReinforceBaseline(), n_animals=4, n_trials=4000, seed=2)
     np.testing.assert_array_equal(plain.table["reward"], plain.table["choice"] == plain.table["answer"])
+
+
+def test_tensors_equal_the_loaded_table_of_the_same_animals():
+    sim = simulate_cohort(ReinforceBaseline(), n_animals=4, n_trials=1200, sigma=0.01, seed=2)  # 3 sessions each
+    direct = sim.tensors([2, 0])
+    loaded = CohortTensors.from_trials(load_trials(sim.table)).select([2, 0])
+    for name in ("features", "choice", "reward", "observed", "valid", "session_start", "lengths"):
+        assert torch.equal(getattr(direct, name), getattr(loaded, name)), name
+    assert direct.subjects == loaded.subjects == ("sim002", "sim000")
+    assert direct.session_start.sum(1).tolist() == [3, 3]
