@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,9 @@ from scipy.stats import chi2, norm
 
 from learnrules.inference.theta import Theta
 from learnrules.models.rule import LearningRule
+
+if TYPE_CHECKING:
+    from learnrules.inference.optimize import Objective
 
 __all__ = ["LaplacePosterior", "laplace_covariance", "parameter_table"]
 
@@ -49,7 +52,7 @@ HESSIAN_INNER_TOL = 1e-13  # relative tolerance of the inner solve while differe
 _CLAMPED_SHARE = 0.5  # an entry is clamped when more than half of its variance lies along clamped directions
 
 
-def laplace_covariance(objective, *, level: float = 0.9, step: float = 1e-3) -> LaplacePosterior:  # noqa: ANN001
+def laplace_covariance(objective: Objective, *, level: float = 0.9, step: float = 1e-3) -> LaplacePosterior:
     """Return the Laplace posterior of the unconstrained hyperparameters (see :class:`LaplacePosterior`).
 
     The Hessian of ``-(ELBO + log prior)`` (with ``q`` re-optimized at every point, i.e. the collapsed

@@ -10,8 +10,9 @@ import torch
 from scipy.stats import chi2, norm
 
 from learnrules.inference.banded import BandedGaussianTrajectory
-from learnrules.inference.fit import FitConfig, _StepGuard, fit
+from learnrules.inference.fit import FitConfig, fit
 from learnrules.inference.laplace import _likelihood_ratio_bounds
+from learnrules.inference.optimize import Objective, StepGuard
 from learnrules.inference.result import FitResult
 from learnrules.inference.theta import Theta
 from learnrules.inference.vi import update_posterior
@@ -21,7 +22,6 @@ from learnrules.other_rules import AsymmetricReinforce, ReinforceBaseline
 _spec = importlib.util.spec_from_file_location("fitting_helpers", Path(__file__).with_name("fitting_helpers.py"))
 helpers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(helpers)
-fit_module = importlib.import_module("learnrules.inference.fit")  # the package re-exports fit(), shadowing it
 
 
 def log_joint(rule, hyper, data, w):
@@ -142,7 +142,7 @@ def test_nan_in_the_rule_stops_the_fit_naming_step_and_cause():
 def test_the_diagnosis_names_the_direction_sigma_went(log_sigma, cause):
     data = small_cohort(n_trials=20)
     theta = Theta(None, data, FitConfig())
-    objective = fit_module._Objective(None, theta, data, FitConfig())
+    objective = Objective(None, theta, data, FitConfig())
     with torch.no_grad():
         theta.log_sigma[0] = log_sigma
     assert cause in objective.diagnose()
@@ -152,7 +152,7 @@ def test_a_line_search_that_leaves_the_valid_region_restarts_from_the_last_accep
     data = small_cohort(ReinforceBaseline(), n_trials=200)
     config = FitConfig(max_steps=30)
     clean = fit(data, rule=ReinforceBaseline(), config=config)
-    calls, original = [0], fit_module._Objective.__call__
+    calls, original = [0], Objective.__call__
 
     def fails_once(self):
         calls[0] += 1
@@ -160,7 +160,7 @@ def test_a_line_search_that_leaves_the_valid_region_restarts_from_the_last_accep
             raise FloatingPointError("injected: a line-search point where the posterior update fails")
         return original(self)
 
-    monkeypatch.setattr(fit_module._Objective, "__call__", fails_once)
+    monkeypatch.setattr(Objective, "__call__", fails_once)
     with caplog.at_level("WARNING", logger="learnrules.inference.fit"):
         res = fit(data, rule=ReinforceBaseline(), config=config)
     assert "L-BFGS restarted from the last accepted point (1 of 3" in caplog.text
@@ -311,13 +311,13 @@ def test_fit_from_trials_is_double_precision_whatever_the_default_dtype():
 
 
 def guarded_leaf(size, post, max_drop=0.01, **options):
-    """One tensor under Adam and a step guard; the objective stands in for _Objective, Theta.restore is real."""
+    """One tensor under Adam and a step guard; the objective stands in for Objective, Theta.restore is real."""
     leaf = torch.zeros(size, requires_grad=True)
     theta = SimpleNamespace(leaves=lambda: [leaf])
     theta.restore = lambda values: Theta.restore(theta, values)
     objective = SimpleNamespace(theta=theta, post=post)
     opt = torch.optim.Adam([leaf], lr=0.1)
-    return leaf, objective, opt, _StepGuard(objective, opt, max_drop=max_drop, **options)
+    return leaf, objective, opt, StepGuard(objective, opt, max_drop=max_drop, **options)
 
 
 def test_a_step_that_drops_the_elbo_is_undone_with_halved_step_sizes():
@@ -380,7 +380,7 @@ def test_each_lbfgs_inner_solve_starts_from_the_best_point_evaluated_so_far(monk
     # A line search's far-out trial points have posteriors that are poor starts near the current point.
     truth = {"alpha": torch.tensor([0.2, 0.2]), "beta": torch.tensor(0.4)}
     data, _ = helpers.simulate(ReinforceBaseline(), truth, n_animals=2, n_trials=300, sigma=0.01, seed=0)
-    evaluated, original = [], fit_module._Objective.__call__
+    evaluated, original = [], Objective.__call__
 
     def recording(self):
         start = self.post
@@ -388,7 +388,7 @@ def test_each_lbfgs_inner_solve_starts_from_the_best_point_evaluated_so_far(monk
         evaluated.append((start, float(loss.detach()), self.post))
         return loss
 
-    monkeypatch.setattr(fit_module._Objective, "__call__", recording)
+    monkeypatch.setattr(Objective, "__call__", recording)
     config = FitConfig(max_steps=10, param_posterior="none", dynamics=DynamicsConfig(sigma=0.05))
     fit(data, rule=ReinforceBaseline(), config=config)
     best, n_worse = (math.inf, None), 0

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from learnrules.inference.evaluate import gaussian_filter_loglik
-from learnrules.inference.fit import FitConfig, _StepGuard, fit
+from learnrules.inference.fit import FitConfig, fit
+from learnrules.inference.optimize import StepGuard
 from learnrules.inference.result import FitResult
 from learnrules.inference.vi import Hyper, update_posterior
 from learnrules.models.dynamics import DynamicsConfig
@@ -96,13 +97,13 @@ def test_minibatch_fit_is_seeded_and_refreshes_every_posterior_at_the_end():
 @pytest.mark.parametrize("batch_size", [None, 1])
 def test_each_step_is_judged_on_the_whole_cohort_or_on_its_batch(batch_size, monkeypatch):
     changes = []
-    keep = _StepGuard.keep
+    keep = StepGuard.keep
 
     def spy(self, leaves, value, change=None):
         changes.append(change)
         return keep(self, leaves, value, change)
 
-    monkeypatch.setattr(_StepGuard, "keep", spy)
+    monkeypatch.setattr(StepGuard, "keep", spy)
     data = small_data(n_trials=100, n_animals=3, seed=5)
     fit(data, rule=MLPRule(2, hidden=(8,), seed=0),
         config=FitConfig(**{**NEURAL.__dict__, "max_steps": 5, "batch_size": batch_size}), seed=0)
