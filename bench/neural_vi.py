@@ -17,7 +17,7 @@ Parts (run one at a time; each replaces its rows of results/neural_vi.csv and re
 - ``recovery``: MLP by VI on noise-free and sigma = 0.01 REINFORCE and on the asymmetric rule: relative RMSE of
   the inferred update on the visited states, held-out-animal gap to the oracle.
 
-Usage: python bench/neural_vi.py PART [--budget S] [--animals N] [--trials T]
+Usage: python bench/neural_vi.py PART [--budget S] [--animals N] [--trials T] [--sim-seed N]
 """
 
 from __future__ import annotations
@@ -210,7 +210,7 @@ def part_gru(args: argparse.Namespace, cohorts: dict[str, GRUCohort] = GRU_COHOR
     for name, cohort in cohorts.items():
         truth = make_rule(cohort.rule)
         sim = simulate_cohort(truth, n_animals=args.animals + args.heldout, n_trials=args.trials,
-                              sigma=cohort.sigma, seed=1, params=cohort.params, task=cohort.task)
+                              sigma=cohort.sigma, seed=args.sim_seed, params=cohort.params, task=cohort.task)
         train = sim.tensors(np.arange(args.animals))
         test = sim.tensors(np.arange(args.animals, args.animals + args.heldout))
         scores = {}
@@ -234,9 +234,9 @@ def part_gru(args: argparse.Namespace, cohorts: dict[str, GRUCohort] = GRU_COHOR
             d, se = paired(scores[label], scores[other])
             rows.append((f"{name}_{label}_minus_{other}", f"{d:+.5f} +- {se:.5f} (SE over {args.heldout} held-out "
                                                           f"animals)"))
-    rows.append(("gru_cohorts", f"{args.animals} train + {args.heldout} held-out animals x {args.trials} trials, "
-                                f"{cohorts}, markov = REINFORCE+baseline fitted by VI, batch "
-                                f"{args.batch} animals/step, budget {args.budget:.0f} s per neural fit"))
+    rows.append(("gru_cohorts", f"{args.animals} train + {args.heldout} held-out animals x {args.trials} trials "
+                                f"(simulation seed {args.sim_seed}), {cohorts}, markov = REINFORCE+baseline fitted by "
+                                f"VI, batch {args.batch} animals/step, budget {args.budget:.0f} s per neural fit"))
     return rows
 
 
@@ -363,6 +363,7 @@ def main() -> None:
     parser.add_argument("--activation", default="relu", choices=("relu", "tanh", "silu"),
                         help="of the neural rules (results/neural_vi.md was measured with relu)")
     parser.add_argument("--lr-decay", type=float, default=1.0, help="Adam step-size decay per step (VI)")
+    parser.add_argument("--sim-seed", type=int, default=1, help="seed of the gru parts' cohorts (networks: seed 0)")
     args = parser.parse_args()
     setup()
     start = time.perf_counter()
@@ -371,7 +372,8 @@ def main() -> None:
     rows += [("vi_lr_decay_per_step", args.lr_decay), ("vi_network_lr", args.network_lr)]
     tuned = args.lr_decay != 1.0 or args.network_lr != 1e-2
     name = f"{args.part} (network lr {args.network_lr}, decay {args.lr_decay})" if tuned else args.part
-    write(name if args.activation == "relu" else f"{name} ({args.activation})", rows)
+    name = name if args.activation == "relu" else f"{name} ({args.activation})"
+    write(name if args.sim_seed == 1 else f"{name} (simulation seed {args.sim_seed})", rows)
 
 
 if __name__ == "__main__":
