@@ -1,7 +1,6 @@
 """Shared helpers of the inference tests: a local REINFORCE rule, a tiny simulator, the rat W053 subset."""
 
 import os
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -64,9 +63,3 @@ def rat_w053(n_trials=None):
                           full.answer[:n], {k: v[:n] for k, v in full.covariates.items()})
     subset = {"y": raw["y"][:n], "inputs": {k: v[:n] for k, v in raw["inputs"].items()}}
     return TrialData((animal,)), subset
-
-
-def with_sessions(cohort, length):
-    """The cohort with a session starting every ``length`` trials."""
-    starts = (torch.arange(cohort.features.shape[1]) % length == 0).expand_as(cohort.observed).clone()
-    return replace(cohort, session_start=starts)

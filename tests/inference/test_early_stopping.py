@@ -1,34 +1,27 @@
-import importlib.util
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
 
 from learnrules.inference.early_stopping import early_stop_index, holdout_sessions
 from learnrules.other_rules import Reinforce
-from learnrules.synthetic import simulate_cohort
-
-_spec = importlib.util.spec_from_file_location("fitting_helpers", Path(__file__).with_name("fitting_helpers.py"))
-helpers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(helpers)
+from learnrules.synthetic import IBLTask, simulate_cohort
 
 
-@pytest.fixture(scope="module")
-def cohort():
-    """12 animals of one 400-trial session each."""
+def simulated(session_length):
+    """12 REINFORCE animals x 400 trials in sessions of ``session_length`` trials."""
     torch.set_default_dtype(torch.float64)
-    sim = simulate_cohort(Reinforce(), n_animals=12, n_trials=400, params={"alpha": [0.1, 0.1]}, seed=3)
-    return sim.tensors()
+    return simulate_cohort(Reinforce(), n_animals=12, n_trials=400, params={"alpha": [0.1, 0.1]},
+                           task=IBLTask(session_length=session_length), seed=3).tensors()
 
 
-def test_holdout_sessions_are_whole_later_sessions_or_blocks(cohort):
-    # one session of 400 trials per animal: five blocks of 80
+def test_holdout_sessions_are_whole_later_sessions_or_blocks():
+    cohort = simulated(500)  # one session of 400 trials per animal: five blocks of 80
     held = holdout_sessions(cohort, seed=0)
     blocks = held.reshape(12, 5, 80)
     assert (blocks.all(-1) | ~blocks.any(-1)).all()  # whole blocks
     assert (blocks.all(-1).sum(1) == 1).all() and not blocks[:, 0].any()  # one of five, never the first
-    sessions = helpers.with_sessions(cohort, 20)  # 20 sessions: 4 held out
+    sessions = simulated(20)  # 20 sessions: 4 held out
     held = holdout_sessions(sessions, seed=1).reshape(12, 20, 20)
     assert (held.all(-1) | ~held.any(-1)).all() and (held.all(-1).sum(1) == 4).all() and not held[:, 0].any()
     assert torch.equal(held, holdout_sessions(sessions, seed=1).reshape(12, 20, 20))

@@ -1,8 +1,6 @@
-import importlib.util
 import logging
 import time
 from dataclasses import replace
-from pathlib import Path
 from types import SimpleNamespace
 from typing import ClassVar
 
@@ -20,10 +18,6 @@ from learnrules.models.rule import LearningRule
 from learnrules.other_rules import Reinforce, ZeroRule
 from learnrules.synthetic import simulate_cohort
 from learnrules.workflow import rollout_to_result
-
-_spec = importlib.util.spec_from_file_location("fitting_helpers", Path(__file__).with_name("fitting_helpers.py"))
-helpers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(helpers)
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +119,12 @@ def test_lbfgs_warmup_takes_adams_steps_first_then_reaches_a_stationary_point(re
 
 
 
+def with_sessions(cohort, length):
+    """The cohort with a session starting every ``length`` trials."""
+    starts = (torch.arange(cohort.features.shape[1]) % length == 0).expand_as(cohort.observed).clone()
+    return replace(cohort, session_start=starts)
+
+
 def test_held_out_trials_move_the_weights_but_stay_out_of_the_loss(reinforce_sim):
     cohort = reinforce_sim.tensors()
     held = holdout_sessions(cohort, seed=0)
@@ -144,7 +144,7 @@ def test_held_out_trials_move_the_weights_but_stay_out_of_the_loss(reinforce_sim
 
 
 def test_early_stopping_on_held_out_trials_keeps_their_best_state(reinforce_sim):
-    cohort = helpers.with_sessions(reinforce_sim.tensors(), 50)
+    cohort = with_sessions(reinforce_sim.tensors(), 50)
     held = holdout_sessions(cohort, seed=0)
     config = RolloutConfig(epochs=60, lr=0.3, init_lr=0.1, tbptt=100, patience=3)  # overshooting Adam steps
     res = fit_rollout(cohort, Reinforce(), config=config, params={"alpha": torch.tensor([0.03, 0.03])},
