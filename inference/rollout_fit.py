@@ -43,6 +43,7 @@ __all__ = ["RolloutConfig", "RolloutResult", "fit_rollout"]
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class RolloutConfig:
     """Options of :func:`fit_rollout`.

@@ -118,7 +118,6 @@ def test_lbfgs_warmup_takes_adams_steps_first_then_reaches_a_stationary_point(re
     assert grad.abs().max() < 1e-5, grad
 
 
-
 def with_sessions(cohort, length):
     """The cohort with a session starting every ``length`` trials."""
     starts = (torch.arange(cohort.features.shape[1]) % length == 0).expand_as(cohort.observed).clone()
@@ -185,6 +184,7 @@ def test_weight_decay_shrinks_adam_fit_and_leaves_parametric_rules_alone(reinfor
                           config=RolloutConfig(epochs=3, lr=0.05, weight_decay=decay)).params["alpha"]
               for decay in (0.0, 0.1)]
     assert torch.equal(alphas[0], alphas[1])
+
 
 class _NanAbove(Reinforce):
     """REINFORCE whose update is NaN once a learning rate passes 0.06: a rollout that diverges."""
