@@ -1,5 +1,3 @@
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,9 +7,7 @@ from sklearn.base import clone
 from learnrules.inference.estimator import LearningRuleModel
 from learnrules.inference.fit import FitConfig
 
-_spec = importlib.util.spec_from_file_location("fitting_helpers", Path(__file__).with_name("fitting_helpers.py"))
-helpers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(helpers)
+import fitting_helpers as helpers
 
 
 def test_estimator_fit_predict_score():

@@ -1,6 +1,4 @@
-import importlib.util
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -19,9 +17,7 @@ from learnrules.inference.vi import update_posterior
 from learnrules.models.dynamics import DynamicsConfig, drift_sequence, transition_sd
 from learnrules.other_rules import AsymmetricReinforce, ReinforceBaseline
 
-_spec = importlib.util.spec_from_file_location("fitting_helpers", Path(__file__).with_name("fitting_helpers.py"))
-helpers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(helpers)
+import fitting_helpers as helpers
 
 
 def log_joint(rule, hyper, data, w):

@@ -1,6 +1,5 @@
 """Checks at real data size: rat W053 against psytrack.hyperOpt (slow), parametric recovery 20 x 5000 (study)."""
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -11,9 +10,7 @@ import torch
 from learnrules.inference.fit import FitConfig, fit
 from learnrules.models.dynamics import DynamicsConfig
 
-_spec = importlib.util.spec_from_file_location("fitting_helpers", Path(__file__).with_name("fitting_helpers.py"))
-helpers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(helpers)
+import fitting_helpers as helpers
 
 
 @pytest.mark.slow

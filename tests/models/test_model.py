@@ -1,5 +1,3 @@
-import importlib.util
-from pathlib import Path
 
 import pyro
 import pytest
@@ -10,10 +8,7 @@ from learnrules.models.dynamics import DynamicsConfig
 from learnrules.models.model import model
 from learnrules.other_rules import ReinforceBaseline
 
-_path = Path(__file__).parents[1] / "inference" / "fitting_helpers.py"
-_spec = importlib.util.spec_from_file_location("fitting_helpers", _path)
-helpers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(helpers)
+import fitting_helpers as helpers
 
 
 def cohort(rule, n_trials=15):

@@ -1,4 +1,4 @@
-"""Shared helpers of the inference tests: a local REINFORCE rule, a tiny simulator, the rat W053 subset."""
+"""Shared helpers of the inference and model tests: a local REINFORCE rule, a tiny simulator, the rat W053 subset."""
 
 import os
 
