@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from learnrules.inference.twin import accuracy_by_session, psychometric
 from learnrules.plots._common import finish, new_figure
@@ -68,6 +69,7 @@ def plot_learning_curves(real_table: pd.DataFrame, simulated_tables: pd.DataFram
     _real_and_twins(axes[0, 0], curve(real_table), [curve(t) for t in _as_list(simulated_tables)],
                     "session", "fraction rewarded")
     axes[0, 0].set_ylim(0.3, 1.0)
+    axes[0, 0].xaxis.set_major_locator(MaxNLocator(integer=True))  # sessions are counted, not measured
     axes[0, 0].set_title("learning curve" + (f" of {subject}" if subject else ""))
     return finish(fig, path)
 

@@ -123,6 +123,8 @@ def test_learning_and_psychometric_curves_real_vs_twins(cohort, tmp_path):
     (ax,) = fig.axes
     assert len(ax.lines) == 4  # 3 twins + the real animals
     np.testing.assert_array_equal(ax.lines[-1].get_xdata(), [0, 1, 2, 3])
+    ticks = ax.get_xticks()
+    np.testing.assert_array_equal(ticks, np.round(ticks))  # whole sessions only
     assert len([c for c in ax.collections if isinstance(c, PolyCollection)]) == 1  # twins' band
     assert ax.lines[-1].get_ydata()[-1] > ax.lines[-1].get_ydata()[0]  # the real cohort learns
     _saved(fig, tmp_path, "learning")
