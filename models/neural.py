@@ -252,6 +252,31 @@ class GRURule(NeuralRule):
     def _build(self) -> nn.Module:
         return _GRUNet(self.config)
 
+    @classmethod
+    def from_mlp(cls, mlp: MLPRule, *, gru_hidden: int = 16, seed: int | None = None,
+                 bptt_window: int | None = 100) -> GRURule:
+        """Return a GRU rule whose update is exactly ``mlp``'s, whatever the history.
+
+        The update network copies ``mlp``'s layers and reads the GRU state through zero weights; the GRU
+        itself is initialized from ``seed``. A fit started from it begins where a Markov fit ended and only has
+        to learn what the reward history adds (the gradient on those zero weights is not zero: the state is).
+
+        Parameters
+        ----------
+        mlp : MLPRule
+            A (fitted) Markov rule; it is not modified.
+        gru_hidden, seed, bptt_window
+            As in :class:`GRURule`; the layer widths, activation and output scale come from ``mlp``.
+        """
+        c = mlp.config
+        rule = cls(c.n_features, hidden=c.hidden, gru_hidden=gru_hidden, activation=c.activation,
+                   init_scale=c.init_scale, seed=seed, bptt_window=bptt_window)
+        state = dict(mlp.state_dict())  # load_state_dict below copies: the GRU shares no storage with mlp
+        first = state["mlp.0.weight"]
+        state["mlp.0.weight"] = torch.cat([first, first.new_zeros(first.shape[0], gru_hidden)], dim=1)
+        rule.network.update.load_state_dict(state)
+        return rule
+
     def drift(self, params: Params, w: Tensor, x: Tensor, y: Tensor, r: Tensor, context: Tensor) -> Tensor:
         """Return ``scale * MLP([w, x, y, r, context])``, shape ``(*batch, K)``."""
         self._check(w)

@@ -173,6 +173,29 @@ def test_copy_is_independent():
     assert not torch.equal(next(rule.network.parameters()), next(clone.network.parameters()))
 
 
+def test_gru_from_mlp_starts_as_the_mlp_and_can_learn_history():
+    mlp = MLPRule(2, hidden=(8, 4), activation="tanh", seed=1)
+    with torch.no_grad():  # a "fitted" network: nothing left at its initial values
+        for p in mlp.network.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    before = {k: v.clone() for k, v in mlp.state_dict().items()}
+    gru = GRURule.from_mlp(mlp, gru_hidden=5, seed=2)
+    assert (gru.config.hidden, gru.config.activation, gru.context_size) == ((8, 4), "tanh", 5)
+    w, x, y, r = random_trial((30,), 2, seed=3)
+    histories = torch.randn(30, 5, generator=torch.Generator().manual_seed(4))  # the update ignores them yet
+    torch.testing.assert_close(gru.drift({}, w, x, y, r, histories), mlp.drift({}, w, x, y, r, None),
+                               rtol=1e-12, atol=1e-15)  # equal up to the summation order of a wider matmul
+    loss = gru.drift({}, w, x, y, r, histories).pow(2).sum()
+    loss.backward()
+    history_columns = gru.network.update.mlp[0].weight.grad[:, -5:]
+    assert history_columns.abs().max() > 1e-6  # training can move the update onto the history
+    with torch.no_grad():
+        for p in gru.network.parameters():
+            p.add_(1.0)
+    for k, v in mlp.state_dict().items():  # the source network is untouched and shares no storage
+        assert torch.equal(v, before[k])
+
+
 def test_grid_features_vocabulary():
     x = grid_features(np.array([-0.5, 0.25]), ["bias", "stimulus", "stimulus_left", "stimulus_right", "other"],
                       fixed={"other": 2.0})
