@@ -13,16 +13,22 @@ Parts (run one at a time; each replaces its rows of results/neural_vi.csv and re
   animal log-likelihood per trial (Gaussian assumed-density filter), paired difference over animals with SE;
   also a fitted REINFORCE+baseline (Markov), whose gap to the oracle bounds what reward history is worth.
   ``gru-blocks``: the same where correct choices are rewarded with probability 1 or 0.3 in blocks.
+- ``gru-warm``: on the ``gru-blocks`` cohorts (``--cohort`` picks one, so two processes can share the
+  machine), the MLP fitted for ``--budget`` s, then for ``--warm-budget`` s more two ways from its end
+  point: as a GRU rule that starts as exactly that MLP (``GRURule.from_mlp``), and as the same MLP
+  (the control: what the extra time is worth without history).
 - ``rat``: psytrack's rat W053, held-out sessions (5-fold, masked): MLP, GRU, random walk, REINFORCE+baseline.
 - ``recovery``: MLP by VI on noise-free and sigma = 0.01 REINFORCE and on the asymmetric rule: relative RMSE of
   the inferred update on the visited states, held-out-animal gap to the oracle.
 
 Usage: python bench/neural_vi.py PART [--budget S] [--animals N] [--trials T] [--sim-seed N]
+[--warm-budget S] [--cohort NAME]
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import time
@@ -208,11 +214,7 @@ def part_gru(args: argparse.Namespace, cohorts: dict[str, GRUCohort] = GRU_COHOR
     """GRU vs MLP by VI on reward-gated cohorts and on a REINFORCE cohort (held-out animals, ADF)."""
     rows: list[tuple[str, object]] = []
     for name, cohort in cohorts.items():
-        truth = make_rule(cohort.rule)
-        sim = simulate_cohort(truth, n_animals=args.animals + args.heldout, n_trials=args.trials,
-                              sigma=cohort.sigma, seed=args.sim_seed, params=cohort.params, task=cohort.task)
-        train = sim.tensors(np.arange(args.animals))
-        test = sim.tensors(np.arange(args.animals, args.animals + args.heldout))
+        truth, sim, train, test = gru_cohort_data(args, cohort)
         scores = {}
         for label, rule in (("mlp", mlp(args)),
                             ("gru", GRURule(2, hidden=(16, 16), gru_hidden=8, seed=0, activation=args.activation))):
@@ -221,22 +223,78 @@ def part_gru(args: argparse.Namespace, cohorts: dict[str, GRUCohort] = GRU_COHOR
             rows.append((f"{name}_{label}_heldout_ll", float(scores[label].mean())))
             rows.append((f"{name}_{label}_fit", f"{res.n_steps} steps, {res.elapsed_s:.0f} s, sigma "
                                                 f"{np.round(res.sigma, 4).tolist()}"))
-        oracle = gaussian_filter_loglik(test, truth, sim.params, sigma=cohort.sigma, init_mean=0.0, init_sd=0.5)
-        scores["oracle"] = per_animal(oracle)
-        rows.append((f"{name}_oracle_heldout_ll", oracle.nats_per_trial))
-        # a Markov rule with the true rule's form but no history: oracle minus it bounds what history is worth
-        markov = make_rule("reinforce-baseline")
-        res = fit(train, rule=markov, seed=0, config=FitConfig(dynamics=DynamicsConfig(sigma=0.05),
-                                                                 param_posterior="none"))
-        scores["markov"] = per_animal(adf_score(res, markov, res.params, test))
-        rows.append((f"{name}_reinforce-baseline_heldout_ll", float(scores["markov"].mean())))
-        for label, other in (("gru", "mlp"), ("gru", "markov"), ("markov", "oracle")):
-            d, se = paired(scores[label], scores[other])
-            rows.append((f"{name}_{label}_minus_{other}", f"{d:+.5f} +- {se:.5f} (SE over {args.heldout} held-out "
-                                                          f"animals)"))
+        rows += references(name, cohort, truth, sim, train, test, scores)
+        rows += differences(name, scores, (("gru", "mlp"), ("gru", "markov"), ("markov", "oracle")), args.heldout)
     rows.append(("gru_cohorts", f"{args.animals} train + {args.heldout} held-out animals x {args.trials} trials "
                                 f"(simulation seed {args.sim_seed}), {cohorts}, markov = REINFORCE+baseline fitted by "
                                 f"VI, batch {args.batch} animals/step, budget {args.budget:.0f} s per neural fit"))
+    return rows
+
+
+def gru_cohort_data(args: argparse.Namespace, cohort: GRUCohort
+                    ) -> tuple[LearningRule, SimulatedCohort, CohortTensors, CohortTensors]:
+    """Simulate a GRU-comparison cohort: the true rule, the simulation, training and held-out animals."""
+    truth = make_rule(cohort.rule)
+    sim = simulate_cohort(truth, n_animals=args.animals + args.heldout, n_trials=args.trials,
+                          sigma=cohort.sigma, seed=args.sim_seed, params=cohort.params, task=cohort.task)
+    return (truth, sim, sim.tensors(np.arange(args.animals)),
+            sim.tensors(np.arange(args.animals, args.animals + args.heldout)))
+
+
+def references(name: str, cohort: GRUCohort, truth: LearningRule, sim: SimulatedCohort, train: CohortTensors,
+               test: CohortTensors, scores: dict) -> list[tuple[str, object]]:
+    """Score the oracle and a fitted REINFORCE+baseline on the held-out animals (adds to ``scores``).
+
+    The Markov rule has the true rule's form but no history: the oracle minus it bounds what history is worth.
+    """
+    oracle = gaussian_filter_loglik(test, truth, sim.params, sigma=cohort.sigma, init_mean=0.0, init_sd=0.5)
+    scores["oracle"] = per_animal(oracle)
+    markov = make_rule("reinforce-baseline")
+    res = fit(train, rule=markov, seed=0, config=FitConfig(dynamics=DynamicsConfig(sigma=0.05),
+                                                             param_posterior="none"))
+    scores["markov"] = per_animal(adf_score(res, markov, res.params, test))
+    return [(f"{name}_oracle_heldout_ll", oracle.nats_per_trial),
+            (f"{name}_reinforce-baseline_heldout_ll", float(scores["markov"].mean()))]
+
+
+def differences(name: str, scores: dict, pairs, n_heldout: int) -> list[tuple[str, object]]:  # noqa: ANN001
+    """Rows of paired held-out differences ``a - b`` (mean +- SE over animals) for each ``(a, b)`` in ``pairs``."""
+    rows = []
+    for label, other in pairs:
+        d, se = paired(scores[label], scores[other])
+        rows.append((f"{name}_{label}_minus_{other}", f"{d:+.5f} +- {se:.5f} (SE over {n_heldout} held-out animals)"))
+    return rows
+
+
+def part_gru_warm(args: argparse.Namespace) -> list[tuple[str, object]]:
+    """The MLP, then a GRU started as that MLP vs the MLP fitted on for as long (``GRU_BLOCK_COHORTS``)."""
+    cohorts = {k: v for k, v in GRU_BLOCK_COHORTS.items() if args.cohort in (None, k)}
+    rows: list[tuple[str, object]] = []
+    for name, cohort in cohorts.items():
+        truth, sim, train, test = gru_cohort_data(args, cohort)
+        first = fit_vi(train, mlp(args), args.budget, batch=args.batch)
+        fitted = first.neural_rule()
+        # both continuations start from the first fit's noise level (one value for all weights)
+        sigma = float(np.exp(np.log(first.sigma).mean()))
+        config = vi_config(time_budget_s=args.warm_budget, batch_size=args.batch,
+                           dynamics=DynamicsConfig(sigma=sigma, sigma_init=2.0))
+        scores = {"mlp": per_animal(adf_score(first, fitted, {}, test))}
+        fits = {"mlp": first}
+        for label, rule in (("mlp_continued", fitted),
+                            ("gru_from_mlp", GRURule.from_mlp(fitted, gru_hidden=8, seed=0))):
+            fits[label] = fit(train, rule=rule, seed=0, config=config)
+            scores[label] = per_animal(adf_score(fits[label], fits[label].neural_rule(), {}, test))
+        for label, res in fits.items():
+            rows.append((f"{name}_{label}_heldout_ll", float(scores[label].mean())))
+            rows.append((f"{name}_{label}_fit", f"{res.n_steps} steps, {res.elapsed_s:.0f} s, sigma "
+                                                f"{np.round(res.sigma, 4).tolist()}"))
+        rows += references(name, cohort, truth, sim, train, test, scores)
+        rows += differences(name, scores, (("gru_from_mlp", "mlp"), ("gru_from_mlp", "mlp_continued"),
+                                           ("mlp_continued", "mlp"), ("gru_from_mlp", "markov"),
+                                           ("markov", "oracle")), args.heldout)
+    rows.append(("gru_warm_cohorts", f"{args.animals} train + {args.heldout} held-out animals x {args.trials} trials "
+                                     f"(simulation seed {args.sim_seed}), {sorted(cohorts)}, MLP {args.budget:.0f} s, "
+                                     f"then {args.warm_budget:.0f} s per continuation, batch {args.batch}"))
     return rows
 
 
@@ -317,13 +375,19 @@ def part_recovery(args: argparse.Namespace) -> list[tuple[str, object]]:
 
 
 PARTS = {"speed": part_speed, "speed-curve": part_speed_curve, "speed-filter": part_speed_filter, "gru": part_gru,
-         "gru-blocks": part_gru_blocks,
+         "gru-blocks": part_gru_blocks, "gru-warm": part_gru_warm,
          "rat": part_rat, "recovery": part_recovery}
 
 
 def write(part: str, rows: list[tuple[str, object]]) -> None:
     """Replace this part's rows in the CSV and re-render the markdown."""
     RESULTS.mkdir(exist_ok=True)
+    with open(RESULTS / ".neural_vi.lock", "w") as lock:  # parts run side by side rewrite the same files
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _write(part, rows)
+
+
+def _write(part: str, rows: list[tuple[str, object]]) -> None:
     new = pd.DataFrame([(part, k, str(v)) for k, v in rows], columns=["part", "quantity", "value"])
     old = pd.read_csv(CSV, dtype=str) if CSV.exists() else new.iloc[:0]
     table = pd.concat([old[old["part"] != part], new], ignore_index=True)
@@ -364,6 +428,8 @@ def main() -> None:
                         help="of the neural rules (results/neural_vi.md was measured with relu)")
     parser.add_argument("--lr-decay", type=float, default=1.0, help="Adam step-size decay per step (VI)")
     parser.add_argument("--sim-seed", type=int, default=1, help="seed of the gru parts' cohorts (networks: seed 0)")
+    parser.add_argument("--warm-budget", type=float, default=400.0, help="each continuation of gru-warm, s")
+    parser.add_argument("--cohort", choices=sorted(GRU_BLOCK_COHORTS), help="gru-warm: this cohort only")
     args = parser.parse_args()
     setup()
     start = time.perf_counter()
@@ -373,6 +439,7 @@ def main() -> None:
     tuned = args.lr_decay != 1.0 or args.network_lr != 1e-2
     name = f"{args.part} (network lr {args.network_lr}, decay {args.lr_decay})" if tuned else args.part
     name = name if args.activation == "relu" else f"{name} ({args.activation})"
+    name = name if args.cohort is None else f"{name} {args.cohort}"
     write(name if args.sim_seed == 1 else f"{name} (simulation seed {args.sim_seed})", rows)
 
 
