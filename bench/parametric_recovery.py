@@ -5,18 +5,25 @@ simulator), fit by :func:`learnrules.inference.fit` (sigma learned, Laplace post
 sigma), and report every true value against its 90% interval and the relative error of the learning rates.
 With several seeds it also reports, per parameter, the coverage of the 90% intervals across seeds and the
 relative error of the seed-averaged posterior mean (a systematic bias shows there; one seed's miss may be
-sampling noise). Prints the tables and writes bench/results/parametric_recovery.md and .csv.
+sampling noise); per fit, whether the issue's literal criterion holds (every truth inside, every rate within
+25%); and per learning rate, the chance that an estimate as uncertain as its posterior falls within 25% of
+the truth (``p_within_25``: a calibrated Gaussian posterior of that width, centred anywhere the data allow).
 
-Usage: ``python bench/parametric_recovery.py [n_animals n_trials n_seeds]`` (default 20 x 5000, 1 seed).
+Usage:
+``python bench/parametric_recovery.py [--animals 20] [--trials 5000] [--seeds 0-3] [--name NAME]`` fits and
+writes bench/results/NAME.md and .csv (default name parametric_recovery);
+``python bench/parametric_recovery.py --merge A.csv B.csv ... [--name NAME]`` rebuilds the report from the
+rows of earlier runs (seed ranges run side by side, one process per core).
 """
 
-import sys
+import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import norm
 
 from learnrules.inference.fit import FitConfig, fit
 from learnrules.models.dynamics import DynamicsConfig
@@ -97,30 +104,85 @@ def across_seeds(table):
     return summary
 
 
-def main(n_animals=20, n_trials=5000, n_seeds=1):
-    setup(log_level=None)
-    rows = []
-    for seed in range(n_seeds):
-        for name in CASES:
-            rows += recover(name, n_animals, n_trials, seed=seed)
-            print(markdown(pd.DataFrame(rows[-5:])), flush=True)
-    table = pd.DataFrame(rows)
-    RESULTS.mkdir(exist_ok=True)
-    table.to_csv(RESULTS / "parametric_recovery.csv", index=False)
+def per_fit(table):
+    """Per rule and seed: are all truths inside their 90% intervals, and every learning rate within 25%?"""
+    rates = table["parameter"].isin(RATES)
+    keys = ["rule", "seed"]
+    fits = table.groupby(keys, sort=False).agg(inside=("inside_90", "sum"), truths=("inside_90", "size"))
+    fits["max_rate_error"] = table[rates].groupby(keys, sort=False)["rel_error"].max()
+    fits["criterion_met"] = (fits["inside"] == fits["truths"]) & (fits["max_rate_error"] < 0.25)
+    return fits.reset_index()
+
+
+def within_25(table):
+    """Per learning rate: mean over seeds of the chance that a calibrated estimate falls within 25%.
+
+    The posterior sd is read off the 90% interval, (upper - lower) / (2 z_0.95); an estimator whose error is
+    N(0, sd^2) lands within 25% of the truth with probability 2 Phi(0.25 |true| / sd) - 1.
+    """
+    rates = table[table["parameter"].isin(RATES)].copy()
+    sd = (rates["upper"] - rates["lower"]) / (2 * norm.ppf(0.95))
+    rates["p_within_25"] = 2 * norm.cdf(0.25 * rates["true"].abs() / sd) - 1
+    rates["within_25"] = rates["rel_error"] < 0.25
+    keys = ["rule", "parameter", "feature"]
+    return rates.groupby(keys, sort=False).agg(seeds=("seed", "size"), p_within_25=("p_within_25", "mean"),
+                                               share_within_25=("within_25", "mean")).reset_index()
+
+
+def report(table, n_animals, n_trials):
+    """The markdown report of a table of fits (one row per true value)."""
+    seeds = sorted(table["seed"].unique())
     rates = table[table["parameter"].isin(RATES)]
-    summary = across_seeds(table)
-    text = (f"# Parametric recovery ({n_animals} animals x {n_trials} trials per rule, {n_seeds} seed(s), "
-            "90% Laplace intervals)\n\n"
+    fits = per_fit(table)
+    inside, n = int(table["inside_90"].sum()), len(table)
+    coverage_se = np.sqrt(0.9 * 0.1 / n)
+    return (f"# Parametric recovery ({n_animals} animals x {n_trials} trials per rule, {len(seeds)} seed(s): "
+            f"{seeds[0]}-{seeds[-1]}, 90% Laplace intervals)\n\n"
             "Targets: every true value inside its 90% interval; learning-rate relative error < 25%.\n\n"
-            f"Inside: {int(table['inside_90'].sum())}/{len(table)}; max learning-rate relative error "
-            f"{rates['rel_error'].max():.3f}.\n\nLikelihood-ratio intervals (rows `clamped`: the Laplace curvature "
-            f"was raised to its floor there): {int(table['clamped'].sum())}, of which miss the truth: "
+            f"Inside: {inside}/{n} ({inside / n:.1%}; calibrated 90% intervals give 90% +- {coverage_se:.1%}); "
+            f"max learning-rate relative error {rates['rel_error'].max():.3f}. Fits meeting the criterion "
+            f"(all inside, every rate within 25%): {int(fits['criterion_met'].sum())}/{len(fits)}.\n\n"
+            f"Likelihood-ratio intervals (rows `clamped`: the Laplace curvature was raised to its floor there): "
+            f"{int(table['clamped'].sum())}, of which miss the truth: "
             f"{int((table['clamped'] & ~table['inside_90']).sum())}."
-            "\n\n## Across seeds\n\n" + markdown(summary)
+            "\n\n## Across seeds\n\n" + markdown(across_seeds(table))
+            + "\n\n## Learning rates: chance to fall within 25% at the posterior's width\n\n"
+            + markdown(within_25(table))
+            + "\n\n## The criterion per fit\n\n" + markdown(per_fit(table))
             + "\n\n## Every fit\n\n" + markdown(table) + "\n")
-    (RESULTS / "parametric_recovery.md").write_text(text)
+
+
+def seed_range(text):
+    """``"4-11"`` -> [4, ..., 11]; ``"3"`` -> [3]."""
+    first, _, last = text.partition("-")
+    return list(range(int(first), int(last or first) + 1))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--animals", type=int, default=20)
+    parser.add_argument("--trials", type=int, default=5000)
+    parser.add_argument("--seeds", type=seed_range, default=seed_range("0"))
+    parser.add_argument("--merge", nargs="+", type=Path, help="CSV files of earlier runs: report them, fit nothing")
+    parser.add_argument("--name", default="parametric_recovery")
+    args = parser.parse_args()
+    setup(log_level=None)
+    if args.merge:
+        table = pd.concat([pd.read_csv(f, keep_default_na=False) for f in args.merge], ignore_index=True)
+        table = table.sort_values(["seed"], kind="stable").drop_duplicates(["rule", "seed", "parameter", "feature"])
+    else:
+        rows = []
+        for seed in args.seeds:
+            for name in CASES:
+                rows += recover(name, args.animals, args.trials, seed=seed)
+                print(markdown(pd.DataFrame(rows[-5:])), flush=True)
+        table = pd.DataFrame(rows)
+    RESULTS.mkdir(exist_ok=True)
+    table.to_csv(RESULTS / f"{args.name}.csv", index=False)
+    text = report(table, int(table["animals"].iloc[0]), int(table["trials"].iloc[0]))
+    (RESULTS / f"{args.name}.md").write_text(text)
     print(text)
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:4]))
+    main()
