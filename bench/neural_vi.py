@@ -220,15 +220,20 @@ def part_gru(args: argparse.Namespace, cohorts: dict[str, GRUCohort] = GRU_COHOR
                             ("gru", GRURule(2, hidden=(16, 16), gru_hidden=8, seed=0, activation=args.activation))):
             res = fit_vi(train, rule, args.budget, batch=args.batch)
             scores[label] = per_animal(adf_score(res, res.neural_rule(), {}, test))
-            rows.append((f"{name}_{label}_heldout_ll", float(scores[label].mean())))
-            rows.append((f"{name}_{label}_fit", f"{res.n_steps} steps, {res.elapsed_s:.0f} s, sigma "
-                                                f"{np.round(res.sigma, 4).tolist()}"))
+            rows += fit_rows(name, label, res, scores[label])
         rows += references(name, cohort, truth, sim, train, test, scores)
         rows += differences(name, scores, (("gru", "mlp"), ("gru", "markov"), ("markov", "oracle")), args.heldout)
     rows.append(("gru_cohorts", f"{args.animals} train + {args.heldout} held-out animals x {args.trials} trials "
                                 f"(simulation seed {args.sim_seed}), {cohorts}, markov = REINFORCE+baseline fitted by "
                                 f"VI, batch {args.batch} animals/step, budget {args.budget:.0f} s per neural fit"))
     return rows
+
+
+def fit_rows(name: str, label: str, res: FitResult, score: np.ndarray) -> list[tuple[str, object]]:
+    """Rows of one neural fit: its held-out log-likelihood per trial (mean over animals), steps, time, sigma."""
+    return [(f"{name}_{label}_heldout_ll", float(score.mean())),
+            (f"{name}_{label}_fit", f"{res.n_steps} steps, {res.elapsed_s:.0f} s, sigma "
+                                    f"{np.round(res.sigma, 4).tolist()}")]
 
 
 def gru_cohort_data(args: argparse.Namespace, cohort: GRUCohort
@@ -285,9 +290,7 @@ def part_gru_warm(args: argparse.Namespace) -> list[tuple[str, object]]:
             fits[label] = fit(train, rule=rule, seed=0, config=config)
             scores[label] = per_animal(adf_score(fits[label], fits[label].neural_rule(), {}, test))
         for label, res in fits.items():
-            rows.append((f"{name}_{label}_heldout_ll", float(scores[label].mean())))
-            rows.append((f"{name}_{label}_fit", f"{res.n_steps} steps, {res.elapsed_s:.0f} s, sigma "
-                                                f"{np.round(res.sigma, 4).tolist()}"))
+            rows += fit_rows(name, label, res, scores[label])
         rows += references(name, cohort, truth, sim, train, test, scores)
         rows += differences(name, scores, (("gru_from_mlp", "mlp"), ("gru_from_mlp", "mlp_continued"),
                                            ("mlp_continued", "mlp"), ("gru_from_mlp", "markov"),

@@ -148,7 +148,7 @@ def report(table, n_animals, n_trials):
             "\n\n## Across seeds\n\n" + markdown(across_seeds(table))
             + "\n\n## Learning rates: chance to fall within 25% at the posterior's width\n\n"
             + markdown(within_25(table))
-            + "\n\n## The criterion per fit\n\n" + markdown(per_fit(table))
+            + "\n\n## The criterion per fit\n\n" + markdown(fits)
             + "\n\n## Every fit\n\n" + markdown(table) + "\n")
 
 
