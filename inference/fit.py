@@ -8,11 +8,13 @@ gradient of the ELBO in ``theta`` at fixed ``q`` is the gradient of the collapse
 means of the ELBO trace. Rule parameters and noise then get a Laplace posterior: the Hessian of the collapsed
 objective in the unconstrained space, by central differences of its envelope gradient.
 
-A neural rule (:class:`~learnrules.models.neural.MLPRule`, :class:`~learnrules.models.neural.GRURule`) is
-fitted the same way: the tensors of a copy of its network are extra leaves of ``theta`` (shared by all
-animals, no prior), always optimized by Adam, optionally on mini-batches of animals (each step re-optimizes
+A neural rule (:class:`~learnrules.models.neural.MLPRule`, :class:`~learnrules.models.neural.GRURule`,
+:class:`~learnrules.models.hybrid.HybridRule`) is fitted the same way: the tensors of a copy of its network
+are extra leaves of ``theta`` (shared by all animals, no prior), stepped with the other hyperparameters by
+full-batch L-BFGS to a tolerance, or by Adam, optionally on mini-batches of animals (each step re-optimizes
 the batch's posteriors, warm-started, and uses their ELBO scaled by ``N / B``; all posteriors are refreshed at
-the end). Network tensors get no Laplace posterior; the trained network comes back in
+the end). ``start=`` warm-starts the hyperparameters at an earlier fit's. Network tensors get no Laplace
+posterior; the trained network comes back in
 ``FitResult.rule_state`` / ``FitResult.rule_config`` and the caller's rule is never modified.
 
 The objective and the steps on it are :mod:`learnrules.inference.optimize`'s.
@@ -59,7 +61,9 @@ class FitConfig:
     learn_init_mean : bool
         Learn each animal's initial-weight mean (else fixed at ``dynamics.init_mean``).
     optimizer : {"lbfgs", "adam"}
-        Optimizer of the hyperparameters.
+        Optimizer of the hyperparameters and of a neural rule's network: full-batch L-BFGS with a strong-Wolfe
+        line search (the default; the fit stops on ``tol`` / ``grad_tol``), or Adam (optionally on
+        mini-batches of animals, for cohorts whose posteriors do not fit in memory at once).
     lr : float
         Learning rate (L-BFGS: initial step; Adam: step size on the unconstrained scale).
     max_steps : int
@@ -68,6 +72,10 @@ class FitConfig:
         Window of the convergence check on ELBO window means.
     tol : float
         Converged when consecutive window means differ by less than ``tol * |ELBO|``.
+    grad_tol : float
+        Converged when no gradient entry of the (scaled) objective exceeds this (per trial with a network).
+    history_size : int
+        Curvature pairs kept by L-BFGS.
     inner_max_iter, inner_tol : int, float
         Gauss-Newton iterations and relative tolerance of the posterior update.
     gh_points : int
@@ -80,9 +88,11 @@ class FitConfig:
         Laplace posterior of rule parameters and noise, or point estimates only.
     log_every : int
         Log the ELBO every this many steps.
+    network_prior_sd : float or None
+        Sd of a zero-mean Normal prior on the output layer of a neural rule's network (shrinks its contribution
+        towards zero); None: no prior.
     network_lr : float
-        Adam step size of the network tensors of a neural rule. With a neural rule the optimizer is always
-        Adam; its other hyperparameters use ``lr`` when ``optimizer="adam"`` and ``network_lr`` otherwise.
+        Adam step size of the network tensors of a neural rule (``optimizer="adam"``).
     batch_size : int or None
         Animals per Adam step (a random subset, seeded by ``fit``'s ``seed``); None = all. Adam only. A
         mini-batched fit runs to ``max_steps`` or ``time_budget_s`` (its ELBO trace is a noisy estimate).
@@ -111,6 +121,8 @@ class FitConfig:
     max_steps: int = 200
     window: int = 2
     tol: float = 1e-6
+    grad_tol: float = 1e-9
+    history_size: int = 20
     inner_max_iter: int = 50
     inner_tol: float = 1e-8
     gh_points: int = 20
@@ -118,6 +130,7 @@ class FitConfig:
     band_level: float = 0.9
     param_posterior: Literal["laplace", "none"] = "laplace"
     log_every: int = 10
+    network_prior_sd: float | None = None
     network_lr: float = 1e-2
     batch_size: int | None = None
     time_budget_s: float | None = None
@@ -145,7 +158,7 @@ def _as_cohort(data: TrialData | CohortTensors, features: tuple[str, ...]) -> Co
 
 def fit(data: TrialData | CohortTensors, *, rule: LearningRule | None = None,
         features: tuple[str, ...] = ("bias", "stimulus"), config: FitConfig | None = None,
-        seed: int | None = None, progress: bool | None = None) -> FitResult:
+        seed: int | None = None, progress: bool | None = None, start: FitResult | None = None) -> FitResult:
     """Fit weight trajectories, noise and the rule's parameters by structured variational inference.
 
     Parameters
@@ -163,6 +176,10 @@ def fit(data: TrialData | CohortTensors, *, rule: LearningRule | None = None,
         Seed for Pyro/torch (the fit itself is deterministic).
     progress : bool, optional
         Show a progress bar; default: only when stderr is a terminal.
+    start : FitResult, optional
+        A fit of the same animals and features to start from (its noise, initial-weight means and same-named
+        rule parameters, see :meth:`Theta.warm_start`, and its weight trajectories as the first posterior
+        solve's start): a hybrid rule starts at its parametric rule's fit.
 
     Returns
     -------
@@ -181,18 +198,22 @@ def fit(data: TrialData | CohortTensors, *, rule: LearningRule | None = None,
     if seed is not None:
         pyro.set_rng_seed(seed)
     progress = sys.stderr.isatty() if progress is None else progress
-    start = time.perf_counter()
+    began = time.perf_counter()
     cohort = _as_cohort(data, tuple(features))
     if isinstance(rule, NeuralRule):
         rule = rule.copy()  # trained in place below: never the caller's object
         rule.network.to(cohort.features.dtype)
     theta = Theta(rule, cohort, config)
+    if start is not None:
+        theta.warm_start(start)
     objective = Objective(rule, theta, cohort, config, seed=seed)
+    if start is not None and start.weights_mean.shape == tuple(cohort.features.shape):
+        objective.init = torch.as_tensor(start.weights_mean)
     trace, converged, n_steps = optimize(objective, config, progress)
     laplace = LaplacePosterior(np.zeros((0, 0)), (), np.zeros((0, 0)), {})
     if config.param_posterior == "laplace" and theta.laplace_leaves():
         laplace = laplace_covariance(objective, level=config.band_level)
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - began
     logger.info("fit done: %d steps, ELBO %.4f, converged %s, %.2f s", n_steps, trace[-1], converged, elapsed)
     return _result(rule, cohort, theta, objective.post, trace, converged, n_steps, elapsed, laplace, config)
 

@@ -36,8 +36,12 @@ logger = logging.getLogger(__name__)
 
 
 def uses_adam(rule: LearningRule | None, config: FitConfig) -> bool:
-    """Return whether the hyperparameters are stepped by Adam (asked for, or a network among them)."""
-    return config.optimizer == "adam" or (rule is not None and rule_network(rule) is not None)
+    """Return whether the hyperparameters are stepped by Adam (else full-batch L-BFGS)."""
+    return config.optimizer == "adam"
+
+
+def _has_network(rule: LearningRule | None) -> bool:
+    return rule is not None and rule_network(rule) is not None
 
 
 def _subset(post: Posterior, idx: torch.Tensor) -> Posterior:
@@ -63,8 +67,11 @@ class Objective:
                  seed: int | None = None) -> None:
         self.rule, self.theta, self.data, self.config = rule, theta, data, config
         self.post: Posterior | None = None
+        self.init: torch.Tensor | None = None  # the first posterior solve's starting mean (a warm start's)
         self.n_trials = max(int(data.fitted.sum()), 1)
-        self.scale = float(self.n_trials) if uses_adam(rule, config) else 1.0
+        # per trial for Adam and for networks (their L-BFGS tolerances then read per trial); the parametric
+        # L-BFGS fits keep the total, whose scale their step sizes and tolerances were chosen for
+        self.scale = float(self.n_trials) if uses_adam(rule, config) or _has_network(rule) else 1.0
         self.step = 0
         self.last_elbo = float("nan")
         self.batch_change: tuple[float, float] | None = None  # mini-batch: its animals' ELBO before, after
@@ -86,7 +93,8 @@ class Objective:
             hyper = hyper.select(idx)
         try:
             post = update_posterior(self.rule, hyper, data, start, max_iter=cfg.inner_max_iter,
-                                    tol=cfg.inner_tol, n_points=cfg.gh_points, chunk=cfg.animal_chunk)
+                                    tol=cfg.inner_tol, n_points=cfg.gh_points, chunk=cfg.animal_chunk,
+                                    init=self.init if start is None else None)
         except (torch.linalg.LinAlgError, RuntimeError) as err:
             raise FloatingPointError(self._message(f"the posterior update failed ({err})")) from err
         lin = linearize(self.rule, hyper, data, post.mean)
@@ -129,14 +137,14 @@ def _optimizer(theta: Theta, config: FitConfig) -> torch.optim.Optimizer | None:
     leaves = theta.leaves()
     if not leaves:
         return None
-    if theta.network_leaves:
-        hyper_lr = config.lr if config.optimizer == "adam" else config.network_lr
-        groups = [{"params": theta.network_leaves, "lr": config.network_lr}]
-        groups += [{"params": theta.hyper_leaves(), "lr": hyper_lr}] if theta.hyper_leaves() else []
-        return torch.optim.Adam(groups)
     if config.optimizer == "lbfgs":
-        return torch.optim.LBFGS(leaves, lr=config.lr, max_iter=1, max_eval=25, history_size=20,
-                                 line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
+        return torch.optim.LBFGS(leaves, lr=config.lr, max_iter=1, max_eval=25, history_size=config.history_size,
+                                 line_search_fn="strong_wolfe", tolerance_grad=config.grad_tol,
+                                 tolerance_change=1e-12)
+    if theta.network_leaves:
+        groups = [{"params": theta.network_leaves, "lr": config.network_lr}]
+        groups += [{"params": theta.hyper_leaves(), "lr": config.lr}] if theta.hyper_leaves() else []
+        return torch.optim.Adam(groups)
     return torch.optim.Adam(leaves, lr=config.lr)
 
 
@@ -285,7 +293,8 @@ def optimize(objective: Objective, config: FitConfig, progress: bool) -> tuple[l
         bar.set_postfix(elbo=f"{trace[-1]:.2f}")
         if step % config.log_every == 0:
             logger.info("step %d: ELBO %.4f, sigma %s", step, trace[-1], theta.hyper().sigma.tolist())
-        grad_small = all(leaf.grad is None or float(leaf.grad.abs().max()) < 1e-9 for leaf in theta.leaves())
+        grad_small = all(leaf.grad is None or float(leaf.grad.abs().max()) < config.grad_tol
+                         for leaf in theta.leaves())
         stalled = len(trace) > 1 and abs(trace[-1] - trace[-2]) <= 0.01 * config.tol * abs(trace[-1])
         # mini-batch ELBOs are noisy estimates: only the step and time limits end a mini-batched fit
         if objective.full and (_converged(trace, config.window, config.tol) or grad_small or stalled):

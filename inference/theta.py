@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.distributions import Normal, Transform, biject_to, transforms
@@ -12,6 +14,9 @@ from learnrules.inference.vi import Hyper
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import rule_network
 from learnrules.models.rule import LearningRule
+
+if TYPE_CHECKING:
+    from learnrules.inference.result import FitResult
 
 __all__ = ["Theta"]
 
@@ -55,6 +60,34 @@ class Theta:
         network = None if rule is None else rule_network(rule)
         self.network_leaves: list[Tensor] = [] if network is None else [
             p for p in network.parameters() if p.requires_grad]
+        prior_sd = getattr(config, "network_prior_sd", None)
+        self.output_prior: tuple[list[Tensor], float] | None = None
+        if network is not None and prior_sd is not None:
+            self.output_prior = (list(rule.output_layer().parameters()), float(prior_sd))
+
+    def warm_start(self, start: FitResult) -> None:
+        """Start from a fit of the same animals: its noise, initial-weight means and same-named rule parameters.
+
+        A hybrid rule's fit starts here from its parametric rule's fit: with the network's output at zero, the
+        two models then coincide, so the joint fit starts at the parametric optimum.
+
+        Raises
+        ------
+        ValueError
+            If ``start`` was fitted to other features or another number of animals.
+        """
+        if tuple(start.feature_names) != self.feature_names or start.init_mean.shape != tuple(self.init_mean.shape):
+            raise ValueError(f"the warm start was fitted to features {start.feature_names} and "
+                             f"{start.init_mean.shape[0]} animals, not {self.feature_names} and "
+                             f"{self.init_mean.shape[0]}")
+        with torch.no_grad():
+            self.log_sigma.copy_(torch.as_tensor(np.log(start.sigma)))
+            if self.log_sigma_session is not None and start.sigma_session is not None:
+                self.log_sigma_session.copy_(torch.as_tensor(np.log(start.sigma_session)))
+            self.init_mean.copy_(torch.as_tensor(start.init_mean))
+            for name, u in self.rule_u.items():
+                if name in start.params:
+                    u.copy_(self.transforms[name].inv(torch.as_tensor(start.params[name], dtype=u.dtype)))
 
     def hyper(self) -> Hyper:
         """Return the constrained hyperparameters (differentiable in the leaves)."""
@@ -92,8 +125,16 @@ class Theta:
         return out
 
     def log_prior(self) -> Tensor:
-        """Return the log prior density of the unconstrained rule parameters."""
+        """Return the log prior density of the unconstrained rule parameters (and of a network's output layer).
+
+        The network's output layer gets a zero-mean Normal prior of sd ``config.network_prior_sd`` (up to its
+        constant): it shrinks the network's contribution towards zero, i.e. a hybrid towards its parametric
+        rule, unless the choices ask for it. The other layers have no prior.
+        """
         total = self.log_sigma.new_zeros(())
         for name, u in self.rule_u.items():
             total = total + self.priors[name].log_prob(u).sum()
+        if self.output_prior is not None:
+            tensors, sd = self.output_prior
+            total = total - 0.5 * sum(t.pow(2).sum() for t in tensors) / sd ** 2
         return total

@@ -216,20 +216,20 @@ def _slice(post: Posterior | None, idx: slice) -> Posterior | None:
 @torch.no_grad()
 def update_posterior(rule: LearningRule | None, hyper: Hyper, data: CohortTensors, start: Posterior | None = None,
                      *, max_iter: int = 50, tol: float = 1e-10, n_points: int = 32,
-                     chunk: int | None = None) -> Posterior:
+                     chunk: int | None = None, init: Tensor | None = None) -> Posterior:
     """Optimize ``q`` for fixed hyperparameters, ``chunk`` animals at a time (bounds the working memory).
 
     See :func:`_update_chunk` for the method; parameters are the same, and ``chunk=None`` does all at once.
     """
     n = data.n_animals
     if chunk is None or chunk >= n:
-        return _update_chunk(rule, hyper, data, start, max_iter=max_iter, tol=tol, n_points=n_points)
+        return _update_chunk(rule, hyper, data, start, max_iter=max_iter, tol=tol, n_points=n_points, init=init)
     parts = []
     for lo in range(0, n, chunk):
         idx = slice(lo, min(lo + chunk, n))
         sub = data.select(idx)
         parts.append(_update_chunk(rule, hyper.select(idx), sub, _slice(start, idx), max_iter=max_iter, tol=tol,
-                                   n_points=n_points))
+                                   n_points=n_points, init=None if init is None else init[idx]))
     fields = [torch.cat([getattr(p, name) for p in parts]) for name in
               ("mean", "cov", "cross", "logdet", "elbo", "likelihood")]
     return Posterior(*fields, max(p.n_iter for p in parts))
@@ -237,7 +237,8 @@ def update_posterior(rule: LearningRule | None, hyper: Hyper, data: CohortTensor
 
 @torch.no_grad()
 def _update_chunk(rule: LearningRule | None, hyper: Hyper, data: CohortTensors, start: Posterior | None = None,
-                  *, max_iter: int = 50, tol: float = 1e-10, n_points: int = 32) -> Posterior:
+                  *, max_iter: int = 50, tol: float = 1e-10, n_points: int = 32,
+                  init: Tensor | None = None) -> Posterior:
     """Optimize ``q`` for fixed hyperparameters by damped Gauss-Newton / natural-gradient steps.
 
     Parameters
@@ -250,6 +251,8 @@ def _update_chunk(rule: LearningRule | None, hyper: Hyper, data: CohortTensors, 
         The cohort.
     start : Posterior, optional
         Warm start.
+    init : Tensor, shape (animals, T, K), optional
+        Without ``start``: the mean to start from (e.g. an earlier fit's; default the initial-weight means).
     max_iter : int
         Maximum number of iterations.
     tol : float
@@ -270,7 +273,8 @@ def _update_chunk(rule: LearningRule | None, hyper: Hyper, data: CohortTensors, 
     hyper = hyper.detach()
     if start is None:
         n, t, k = data.features.shape
-        mean = hyper.init_mean.unsqueeze(1).expand(n, t, k) * data.valid.unsqueeze(-1)
+        mean = hyper.init_mean.unsqueeze(1).expand(n, t, k) if init is None else init.to(data.features.dtype)
+        mean = mean * data.valid.unsqueeze(-1)
         cov = data.features.new_zeros(n, t, k, k)
         best = None
     else:

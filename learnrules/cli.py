@@ -44,7 +44,8 @@ RULE_NAMES = ("zero", "reinforce", "reinforce-baseline", "asymmetric", "delta", 
 
 
 def _rule_help() -> str:
-    return "learning rule: " + ", ".join(RULE_NAMES) + " (zero = random walk, as PsyTrack)"
+    return ("learning rule: " + ", ".join(RULE_NAMES) + " (zero = random walk, as PsyTrack), or a hybrid of a "
+            "parametric rule and a network, e.g. reinforce-baseline+mlp, delta+gru")
 
 
 def _common(p: argparse.ArgumentParser, *, seed: int | None = 0) -> None:
@@ -62,6 +63,24 @@ def _widths(text: str) -> tuple[int, ...]:
     if not all(t.isdigit() and int(t) > 0 for t in parts):
         raise argparse.ArgumentTypeError(f"must be comma-separated positive integers such as 32,32, got {text!r}")
     return tuple(int(t) for t in parts)
+
+
+def _positive(text: str) -> float:
+    """Parse a positive finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    """Parse a positive integer."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
 
 
 def _probabilities(text: str) -> tuple[float, ...]:
@@ -88,21 +107,24 @@ def _fitting(p: argparse.ArgumentParser, *, draws: bool = True) -> None:
     p.add_argument("--features", default="bias,stimulus",
                    help="comma-separated GLM features: bias, stimulus, stimulus_left, stimulus_right, prev_choice, "
                         "prev_reward, prev_answer or a column of the table (default bias,stimulus)")
-    p.add_argument("--budget", type=float, default=120.0,
-                   help="wall-time budget of each neural-rule (mlp, gru) fit in seconds (default 120)")
+    p.add_argument("--budget", type=_positive, default=900.0,
+                   help="wall-time cap of each neural or hybrid rule's network fit in seconds; fits normally stop "
+                        "on their tolerance first (default 900)")
     p.add_argument("--method", choices=("variational", "rollout"), default="variational",
                    help="fit of a neural rule: variational (weights with noise, default) or rollout (sigma = 0, "
                         "Liu et al. 2025; it stops when 20%% of each animal's sessions, held out of the loss, stop "
                         "improving)")
-    p.add_argument("--restarts", type=int, default=1,
-                   help="with --method rollout: initializations of each neural rule to fit (seeds --seed, --seed + 1, "
-                        "...; --budget each), keeping the best on its held-out sessions (default 1)")
-    p.add_argument("--max-steps", type=int, default=200,
-                   help="maximum hyperparameter steps of a variational fit (default 200)")
-    p.add_argument("--hidden", type=_widths, default=(32, 32),
-                   help="hidden-layer widths of the mlp / gru update network, comma-separated (default 32,32)")
-    p.add_argument("--activation", choices=("relu", "tanh", "silu"), default="relu",
-                   help="nonlinearity of the mlp / gru update network (default relu; tanh bounds the update)")
+    p.add_argument("--restarts", type=_count, default=1,
+                   help="initializations of each neural or hybrid rule to fit (seeds --seed, --seed + 1, ...), "
+                        "keeping the best on sessions held out of the likelihood (default 1)")
+    p.add_argument("--max-steps", type=_count, default=None,
+                   help="cap on the optimizer steps of every fit (rollout: epochs); default 200 for parametric "
+                        "rules, 1000 for a network")
+    p.add_argument("--hidden", type=_widths, default=None,
+                   help="hidden-layer widths of the mlp / gru update network, comma-separated (default 16,16; "
+                        "32,32 with --method rollout)")
+    p.add_argument("--activation", choices=("relu", "tanh", "silu"), default=None,
+                   help="nonlinearity of the mlp / gru update network (default tanh; relu with --method rollout)")
     if draws:
         p.add_argument("--draws", type=int, default=None,
                        help="posterior draws in posterior.nc (default 100, fewer for large tables so that the file "
@@ -180,8 +202,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                                    "example cohort, compare them on held-out animals, write figures and posteriors.",
                        epilog="example: learnrules demo --out demo_output")
     p.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
-    p.add_argument("--budget", type=float, default=90.0,
-                   help="seconds for the MLP fit to all animals; a third of it per cross-validation fit (default 90)")
+    p.add_argument("--budget", type=_positive, default=300.0,
+                   help="wall-time cap of each network fit in seconds (default 300; they converge sooner)")
     p.add_argument("--draws", type=int, default=40, help="posterior draws in each posterior.nc (default 40)")
     _common(p)
 

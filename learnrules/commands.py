@@ -37,11 +37,11 @@ from learnrules.synthetic.recovery import (
 )
 from learnrules.synthetic.task import IBLTask
 from learnrules.workflow import (
-    NEURAL_RULES,
-    RULE_NAMES,
     FitPredictor,
     FittedModel,
+    check_rule_name,
     fit_model,
+    is_neural,
     parse_list,
     score_summary,
 )
@@ -71,16 +71,12 @@ def _load(args: argparse.Namespace) -> TrialData:
 
 def _fit(data: TrialData, name: str, args: argparse.Namespace, features: Sequence[str], *,
          intervals: bool = True) -> FittedModel:
-    if args.max_steps < 1:
-        raise ValueError(f"--max-steps must be >= 1, got {args.max_steps}")
     if getattr(args, "draws", None) is not None and args.draws < 1:  # checked before a fit that may take minutes
         raise ValueError(f"--draws must be >= 1, got {args.draws}")
-    if args.restarts < 1 or (args.restarts > 1 and args.method != "rollout"):
-        raise ValueError(f"--restarts must be >= 1, and > 1 only with --method rollout, got {args.restarts}")
     return fit_model(data, name, features=features, seed=args.seed, budget_s=args.budget,
-                     config=FitConfig(max_steps=args.max_steps, param_posterior="laplace" if intervals else "none"),
+                     config=FitConfig(param_posterior="laplace" if intervals else "none"), max_steps=args.max_steps,
                      method=args.method, progress=progress_flag(args), hidden=args.hidden,
-                     activation=args.activation, restarts=args.restarts if name in NEURAL_RULES else 1)
+                     activation=args.activation, restarts=args.restarts if is_neural(name) else 1)
 
 
 def run_compare(data: TrialData, rules: Sequence[str], args: argparse.Namespace, features: Sequence[str], *,
@@ -172,7 +168,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from learnrules.plots import plot_comparison
 
     features = parse_list(args.features, what="feature")
-    rules = parse_list(args.rules, what="rule", allowed=RULE_NAMES)
+    rules = tuple(check_rule_name(name) for name in parse_list(args.rules, what="rule"))
     data = _load(args)
     cv, table = run_compare(data, rules, args, features, scheme=args.scheme)
     out = Path(args.out)
@@ -229,8 +225,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
     """Simulate a cohort with a known rule, fit it, and score how well the truth is recovered."""
     features = parse_list(args.features, what="feature")
     fit_rule = args.fit_rule or args.rule
-    if fit_rule not in RULE_NAMES:
-        raise ValueError(f"unknown rule {fit_rule!r}; known rules: {', '.join(RULE_NAMES)}")
+    check_rule_name(fit_rule)
     cohort = _simulate(args, features, seed=args.seed)
     fresh = _simulate(args, features, seed=None if args.seed is None else args.seed + 1)
     data = load_trials(cohort.table)

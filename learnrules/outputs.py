@@ -26,6 +26,7 @@ import pandas as pd
 from learnrules.behavior.features import animal_features
 from learnrules.behavior.trials import TrialData
 from learnrules.inference.twin import simulate_twin
+from learnrules.models.hybrid import HybridRule
 from learnrules.models.neural import NeuralRule, save_neural_rule
 from learnrules.models.neural_grid import STIMULUS_FEATURES, rule_drift_grid
 from learnrules.models.rule import LearningRule, as_params
@@ -94,7 +95,7 @@ def twin_tables(model: FittedModel, data: TrialData, *, n_twins: int = 3, seed: 
                 ) -> list[pd.DataFrame]:
     """Simulate ``n_twins`` digital twins of every animal with the fitted rule, noise and first weights."""
     res = model.result
-    params = {} if isinstance(model.rule, NeuralRule) else res.params
+    params = res.params
     first = {s: res.weights_mean[i, 0] for i, s in enumerate(res.subjects)}
     base = np.random.default_rng(seed).integers(2**31, size=n_twins)
     return [simulate_twin(data, model.scoring_rule, params, init_weights=first, sigma=res.sigma,
@@ -140,10 +141,13 @@ def write_figures(model: FittedModel, data: TrialData, folder: Path, *, seed: in
     plot_weights(res.weights, subject=res.subjects[0], true_weights=truth_first, path=paths[-1])
     paths.append(folder / "elbo.png")
     plot_elbo(res.elbo_trace, path=paths[-1])
-    params = {} if isinstance(model.rule, NeuralRule) else res.params
+    params = res.params
     true_table = None if truth is None else _rule_table(truth[0], truth[1], names)
     paths.append(folder / "rule_map.png")
     plot_rule_map(_rule_table(model.scoring_rule, params, names), true_update_table=true_table, path=paths[-1])
+    if isinstance(model.rule, HybridRule):  # what the parametric rule misses
+        paths.append(folder / "network_map.png")
+        plot_rule_map(_rule_table(model.rule.part, {}, names), label="network", path=paths[-1])
     trials = _task_trials(data, names)
     if trials is not None:  # the expected update over the data's own stimuli and sides
         true_drift = None if truth is None else _drift_table(truth[0], truth[1], names, trials)

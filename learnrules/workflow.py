@@ -5,16 +5,21 @@ whatever the method, so writing outputs, scoring and plotting never branch on it
 
 - parametric rules and the random walk (``zero``): the structured variational fit
   (:func:`learnrules.inference.fit`);
-- neural rules (``mlp``, ``gru``): the same variational fit with the network's tensors trained by Adam
-  under a wall-time budget (default), or the deterministic rollout fit (``method="rollout"``: sigma = 0,
-  Liu et al. 2025; :func:`learnrules.inference.rollout_fit.fit_rollout`, :data:`LBFGS_ROLLOUT_CONFIG`), whose
-  rolled-out weights fill the result with zero posterior sd and zero noise.
+- neural rules (``mlp``, ``gru``) and hybrids (``reinforce-baseline+mlp``, ``delta+gru``: any fittable
+  registry rule before the ``+``): fitted in two stages, the parametric rule first (the random walk for a plain
+  ``mlp`` / ``gru``), then its hybrid with a network whose bounded output starts at zero
+  (:class:`~learnrules.models.hybrid.HybridRule`), warm-started at that fit and optimized with the rule's
+  parameters and the noise by full-batch L-BFGS to a tolerance (:data:`NEURAL_FIT_CONFIG`); or the deterministic
+  rollout fit (``method="rollout"``: sigma = 0, Liu et al. 2025;
+  :func:`learnrules.inference.rollout_fit.fit_rollout`, :data:`LBFGS_ROLLOUT_CONFIG`), whose rolled-out weights
+  fill the result with zero posterior sd and zero noise.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -23,29 +28,36 @@ import numpy as np
 import torch
 
 from learnrules.behavior.trials import TrialData
+from learnrules.inference.distill import distill
 from learnrules.inference.early_stopping import holdout_sessions
 from learnrules.inference.evaluate import PredictiveScore, gaussian_filter_loglik
 from learnrules.inference.fit import FitConfig, fit
 from learnrules.inference.result import FitResult
 from learnrules.inference.rollout import rollout_weights
 from learnrules.inference.rollout_fit import RolloutConfig, RolloutResult, fit_rollout
-from learnrules.models.dynamics import DynamicsConfig
+from learnrules.models.hybrid import HybridRule
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import Activation, GRURule, MLPRule, NeuralRule
-from learnrules.models.rule import LearningRule
+from learnrules.models.rule import LearningRule, as_params
 from learnrules.other_rules.registry import RULES, make_rule
 
-__all__ = ["ADAM_ROLLOUT_CONFIG", "LBFGS_ROLLOUT_CONFIG", "NEURAL_FIT_CONFIG", "NEURAL_RULES", "RULE_NAMES",
-           "FittedModel", "FitPredictor", "build_rule", "fit_model", "parse_list", "rollout_to_result"]
+__all__ = ["ADAM_ROLLOUT_CONFIG", "LBFGS_ROLLOUT_CONFIG", "MAX_UPDATE", "NEURAL_ACTIVATION", "NEURAL_FIT_CONFIG",
+           "NEURAL_HIDDEN", "NEURAL_RULES", "RULE_NAMES", "TEACHER", "FittedModel", "FitPredictor", "build_rule",
+           "check_rule_name", "fit_model", "is_neural", "network_part", "parse_list", "rollout_to_result",
+           "split_rule_name"]
 
 logger = logging.getLogger(__name__)
 
 NEURAL_RULES = ("mlp", "gru")
-# Variational settings for neural rules, as measured in bench/neural_vi.py: Adam on mini-batches of 2 animals,
-# 2 Gauss-Newton iterations per step (warm-started), the time budget ends the fit.
-NEURAL_FIT_CONFIG = FitConfig(dynamics=DynamicsConfig(sigma=0.05, sigma_init=2.0), optimizer="adam", lr=0.05,
-                              network_lr=1e-2, inner_max_iter=2, param_posterior="none", max_steps=100_000,
-                              log_every=25, window=25, batch_size=2)
+# The network part of a variational neural or hybrid fit: largest change of a weight in one trial it can add.
+MAX_UPDATE = 0.1
+# Variational settings of the network stage (bench/neural_converge.py): full-batch L-BFGS on the collapsed ELBO
+# per trial, posteriors re-solved warm-started at each evaluation; converged when the ELBO's 5-step window means
+# change by less than 2e-6 of its size or no gradient entry exceeds 1e-6 nats/trial. The time budget is a cap.
+# The output layer's Normal(0, 0.01) prior keeps the network from fitting noise: on 4 animals x 3,000 trials a
+# hybrid without it gained 15 nats of ELBO and lost 0.0033 nats/trial on held-out animals; with it, +0.00007.
+NEURAL_FIT_CONFIG = FitConfig(optimizer="lbfgs", param_posterior="none", max_steps=1000, window=5, tol=2e-6,
+                              grad_tol=1e-6, log_every=10, network_prior_sd=0.01)
 # Rollout settings (bench/results/rollout_method_*.md): both stop after 5 epochs without improvement on 20% of
 # the sessions, held out of the loss (:func:`holdout_sessions`), and keep their best state. MLP rules: 50
 # epochs of Liu et al.'s schedule (Adam lr 3e-3, backprop truncated every 100 trials, one step per epoch),
@@ -57,7 +69,42 @@ ADAM_ROLLOUT_CONFIG = RolloutConfig(epochs=10_000, lr=3e-3, tbptt=100, update="c
 # Weight noise levels a rollout fit's predictions may assume, chosen on its held-out sessions (choose_sigma).
 SIGMA_GRID = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 RULE_NAMES = (*RULES, *NEURAL_RULES)
+NEURAL_HIDDEN = (16, 16)
+# The parametric rule a plain mlp / gru is distilled from before its variational fit.
+TEACHER = "reinforce-baseline"
+NEURAL_ACTIVATION: Activation = "tanh"  # smooth: L-BFGS's curvature pairs and line search assume it
 _DTYPE = torch.float64
+
+
+def split_rule_name(name: str) -> tuple[str, str | None]:
+    """Split a rule name into its parametric base and its network kind.
+
+    ``"reinforce-baseline+mlp"`` -> ``("reinforce-baseline", "mlp")``; ``"mlp"`` -> ``("zero", "mlp")``;
+    ``"delta"`` -> ``("delta", None)``. The name is not checked (see :func:`check_rule_name`).
+    """
+    if name in NEURAL_RULES:
+        return "zero", name
+    base, plus, kind = name.partition("+")
+    return (base, kind) if plus else (name, None)
+
+
+def check_rule_name(name: str) -> str:
+    """Return ``name`` if it names a rule :func:`fit_model` can fit, else raise a ValueError listing the names.
+
+    Known names: :data:`RULE_NAMES`, and ``BASE+mlp`` / ``BASE+gru`` for a fittable registry rule ``BASE``.
+    """
+    base, kind = split_rule_name(name)
+    fittable = base in RULES and RULES[base].fittable
+    if name in RULE_NAMES or (fittable and kind in NEURAL_RULES):
+        return name
+    hybrids = ", ".join(f"{n}+mlp" for n in RULES if RULES[n].fittable and n != "zero")
+    raise ValueError(f"unknown rule {name!r}; known rules: {', '.join(RULE_NAMES)}, and hybrids of a parametric "
+                     f"rule and a network: {hybrids} (or +gru)")
+
+
+def is_neural(name: str) -> bool:
+    """Return whether the rule called ``name`` has a network (``mlp``, ``gru`` or a hybrid)."""
+    return split_rule_name(name)[1] is not None
 
 
 def parse_list(text: str, *, what: str, allowed: Sequence[str] | None = None) -> tuple[str, ...]:
@@ -174,7 +221,7 @@ def choose_sigma(fitted: RolloutResult, cohort: CohortTensors, holdout: torch.Te
 
 
 def _fit_neural(make: Callable[[int | None], NeuralRule], name: str, cohort: CohortTensors, *, seed: int | None,
-                budget_s: float, progress: bool | None, restarts: int) -> FittedModel:
+                budget_s: float, progress: bool | None, restarts: int, max_epochs: int | None = None) -> FittedModel:
     """Fit ``restarts`` initializations (seeds ``seed``, ``seed + 1``, ...) by rollout; keep the best one.
 
     "Best" is judged on the sessions held out of the loss for early stopping, the same for every fit.
@@ -186,7 +233,8 @@ def _fit_neural(make: Callable[[int | None], NeuralRule], name: str, cohort: Coh
         run_seed = None if seed is None else seed + i
         rule = make(run_seed)
         config = ADAM_ROLLOUT_CONFIG if isinstance(rule, GRURule) else LBFGS_ROLLOUT_CONFIG
-        fitted = fit_rollout(cohort, rule, config=replace(config, time_budget_s=budget_s), holdout=holdout,
+        config = replace(config, time_budget_s=budget_s, epochs=max_epochs or config.epochs)
+        fitted = fit_rollout(cohort, rule, config=config, holdout=holdout,
                              seed=run_seed, progress=progress)
         fits[run_seed if run_seed is not None else i] = fitted
         logger.info("%s rollout fit (seed %s): %d epochs, %s, best held-out LL %.5f", name, run_seed,
@@ -210,9 +258,10 @@ def _fit_neural(make: Callable[[int | None], NeuralRule], name: str, cohort: Coh
 
 
 def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", "stimulus"),
-              seed: int | None = None, budget_s: float = 120.0, config: FitConfig | None = None,
+              seed: int | None = None, budget_s: float = 900.0, config: FitConfig | None = None,
               method: Literal["variational", "rollout"] = "variational", progress: bool | None = None,
-              hidden: Sequence[int] = (32, 32), activation: Activation = "relu", restarts: int = 1) -> FittedModel:
+              hidden: Sequence[int] | None = None, activation: Activation | None = None,
+              restarts: int = 1, max_steps: int | None = None) -> FittedModel:
     """Fit the rule called ``name`` to ``data``.
 
     Parameters
@@ -220,54 +269,152 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
     data : TrialData
         The animals.
     name : str
-        One of :data:`RULE_NAMES`.
+        One of :data:`RULE_NAMES`, or a hybrid ``BASE+mlp`` / ``BASE+gru`` (see :func:`check_rule_name`).
     features : sequence of str
         Design-matrix features.
     seed : int, optional
         Seed of the fit (and of a neural rule's initialization).
     budget_s : float
-        Wall-time budget of a neural rule's fit, seconds.
+        Wall-time cap of a neural rule's network fit, seconds (a variational fit normally stops on its
+        tolerance first; a rollout fit on its held-out sessions).
     config : FitConfig, optional
-        Options of the variational fit of a parametric rule (neural rules use :data:`NEURAL_FIT_CONFIG` with
-        ``time_budget_s = budget_s``).
+        Options of the variational fit of a parametric rule, and of a hybrid's parametric stage (the network
+        stage uses :data:`NEURAL_FIT_CONFIG`).
     method : {"variational", "rollout"}
-        How to fit a neural rule (parametric rules are always fitted variationally).
+        How to fit a plain ``mlp`` / ``gru`` (parametric rules and hybrids are always fitted variationally).
     progress : bool, optional
         Progress bars (None: when stderr is a terminal).
-    hidden : sequence of int
-        Hidden-layer widths of a neural rule's update network.
-    activation : {"relu", "tanh", "silu"}
-        Its nonlinearity (tanh bounds the update, but the tanh MLP fitted simulated cohorts worse; see the
-        README).
+    hidden : sequence of int, optional
+        Hidden-layer widths of a neural rule's update network (default :data:`NEURAL_HIDDEN` for variational
+        fits, (32, 32) for rollout fits).
+    activation : {"relu", "tanh", "silu"}, optional
+        Its nonlinearity (default :data:`NEURAL_ACTIVATION` for variational fits, relu for rollout fits).
     restarts : int
-        Rollout fits of a neural rule: initializations to fit (seeds ``seed``, ``seed + 1``, ...; each with
-        ``budget_s``), keeping the best on the sessions held out for early stopping.
+        Neural and hybrid rules: initializations to fit (seeds ``seed``, ``seed + 1``, ...), keeping the best on
+        sessions held out of the likelihood; the spread of their scores is reported in ``validation``.
+    max_steps : int, optional
+        Cap on the optimizer steps of every variational stage (and on the epochs of a rollout fit); default:
+        the configs' own.
 
     Returns
     -------
     FittedModel
     """
-    if name not in RULE_NAMES:
-        raise ValueError(f"unknown rule {name!r}; known rules: {', '.join(RULE_NAMES)}")
+    check_rule_name(name)
+    if max_steps is not None:
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        config = replace(config or FitConfig(), max_steps=max_steps)
     cohort = CohortTensors.from_trials(data, tuple(features), dtype=_DTYPE)
     if method not in ("variational", "rollout"):
         raise ValueError(f"method must be 'variational' or 'rollout', got {method!r}")
-    if restarts < 1 or (restarts > 1 and not (name in NEURAL_RULES and method == "rollout")):
-        raise ValueError(f"restarts must be >= 1, and > 1 only for a neural rule fitted by method='rollout' "
-                         f"(its held-out sessions choose between the fits), got {restarts} for {name!r} / {method}")
+    if method == "rollout" and name not in NEURAL_RULES and is_neural(name):
+        raise ValueError(f"method='rollout' fits a plain mlp or gru rule, not the hybrid {name!r}")
+    if restarts < 1 or (restarts > 1 and not is_neural(name)):
+        raise ValueError(f"restarts must be >= 1, and > 1 only for a neural or hybrid rule (its held-out sessions "
+                         f"choose between the fits), got {restarts} for {name!r}")
     if name in NEURAL_RULES and method == "rollout":
         def make(run_seed: int | None) -> NeuralRule:
-            return build_rule(name, cohort.n_features, seed=run_seed, hidden=hidden, activation=activation)
-        return _fit_neural(make, name, cohort, seed=seed, budget_s=budget_s, progress=progress, restarts=restarts)
-    rule = build_rule(name, cohort.n_features, seed=seed, hidden=hidden, activation=activation)
-    if name in NEURAL_RULES:
-        config = replace(NEURAL_FIT_CONFIG, time_budget_s=budget_s,
-                         batch_size=min(2, cohort.n_animals))
+            return build_rule(name, cohort.n_features, seed=run_seed, hidden=hidden or (32, 32),
+                              activation=activation or "relu")
+        return _fit_neural(make, name, cohort, seed=seed, budget_s=budget_s, progress=progress, restarts=restarts,
+                           max_epochs=max_steps)
+    if is_neural(name):
+        return _fit_staged(name, cohort, seed=seed, budget_s=budget_s, config=config, progress=progress,
+                           hidden=hidden or NEURAL_HIDDEN, activation=activation or NEURAL_ACTIVATION,
+                           restarts=restarts, max_steps=max_steps)
+    rule = build_rule(name, cohort.n_features)
     result = fit(cohort, rule=rule, config=config, seed=seed, progress=progress)
-    if name in NEURAL_RULES:
-        rule = result.neural_rule()
     note = "" if result.converged else f"not converged after {result.n_steps} steps ({result.elapsed_s:.0f} s)"
     return FittedModel(name, rule, result, "variational", note)
+
+
+def network_part(kind: str, n_features: int, *, seed: int | None, hidden: Sequence[int] = NEURAL_HIDDEN,
+                 activation: Activation = NEURAL_ACTIVATION) -> NeuralRule:
+    """Return the network of a variational neural or hybrid fit: bounded by :data:`MAX_UPDATE`, starting at zero.
+
+    A GRU backpropagates through whole sequences (``bptt_window=None``): L-BFGS needs the exact gradient.
+    """
+    if kind == "mlp":
+        return MLPRule(n_features, hidden=tuple(hidden), activation=activation, max_update=MAX_UPDATE, seed=seed)
+    return GRURule(n_features, hidden=tuple(hidden), activation=activation, max_update=MAX_UPDATE, seed=seed,
+                   bptt_window=None)
+
+
+def _holdout_score(result: FitResult, rule: LearningRule, cohort: CohortTensors, holdout: torch.Tensor) -> float:
+    """Mean one-step-ahead log-likelihood (Gaussian filter) of a fit on its ``holdout`` trials."""
+    score = gaussian_filter_loglik(cohort, rule, result.params, sigma=result.sigma,
+                                   init_mean=result.weights_mean[:, 0],
+                                   init_sd=np.maximum(result.weights_sd[:, 0], 1e-6),
+                                   sigma_session=result.sigma_session)
+    return float(score.loglik[(holdout & cohort.observed & cohort.valid).numpy()].mean())
+
+
+def _fit_staged(name: str, cohort: CohortTensors, *, seed: int | None, budget_s: float, config: FitConfig | None,
+                progress: bool | None, hidden: Sequence[int], activation: Activation, restarts: int,
+                max_steps: int | None) -> FittedModel:
+    """Fit the parametric stage of ``name``, then its network warm-started there.
+
+    A hybrid's network starts at exactly zero on top of its fitted parametric rule. A plain ``mlp`` / ``gru``
+    starts as an MLP distilled from a fitted :data:`TEACHER` (:func:`~learnrules.inference.distill.distill`;
+    the GRU reads its state through zero weights, :meth:`GRURule.from_mlp`). With ``restarts`` > 1 every
+    initialization (seeds ``seed``, ``seed + 1``, ...) is fitted with a share of each animal's sessions held out
+    of the likelihood (:func:`holdout_sessions`); the best on those sessions is then fitted on all trials from
+    where it stopped.
+    """
+    began = time.perf_counter()
+    base_name, kind = split_rule_name(name)
+    stage_one = TEACHER if base_name == "zero" else base_name
+    base_rule = build_rule(stage_one, cohort.n_features)
+    base_config = replace(config or FitConfig(), param_posterior="none")
+    net_config = replace(NEURAL_FIT_CONFIG, time_budget_s=budget_s, max_steps=max_steps or NEURAL_FIT_CONFIG.max_steps)
+    notes = [f"started at the {stage_one} fit"]
+
+    def network(run_seed: int | None, base: FitResult, data: CohortTensors) -> NeuralRule:
+        if base_name != "zero":
+            part = network_part(kind, cohort.n_features, seed=run_seed, hidden=hidden, activation=activation)
+            return HybridRule(base_rule, part, base_name=base_name)
+        mlp = network_part("mlp", cohort.n_features, seed=run_seed, hidden=hidden, activation=activation)
+        mlp, residual = distill(mlp, base_rule, as_params(base.params, _DTYPE), data,
+                                torch.as_tensor(base.weights_mean))
+        notes.append(f"distilled from it (relative residual {residual:.3f})")
+        return mlp if kind == "mlp" else GRURule.from_mlp(mlp, seed=run_seed, bptt_window=None)
+
+    validation: dict[str, float] = {}
+    if restarts == 1:
+        base = fit(cohort, rule=base_rule, config=base_config, seed=seed, progress=progress)
+        result = fit(cohort, rule=network(seed, base, cohort), config=net_config, seed=seed, progress=progress,
+                     start=base)
+    else:
+        holdout = holdout_sessions(cohort, seed=seed)
+        train = replace(cohort, held_out=holdout if cohort.held_out is None else cohort.held_out | holdout)
+        base = fit(train, rule=base_rule, config=base_config, seed=seed, progress=progress)
+        fits = {}
+        for i in range(restarts):
+            run_seed = i if seed is None else seed + i
+            fits[run_seed] = fit(train, rule=network(run_seed, base, train), config=net_config, seed=run_seed,
+                                 progress=progress, start=base)
+            validation[f"heldout_ll_seed_{run_seed}"] = _holdout_score(fits[run_seed], fits[run_seed].neural_rule(),
+                                                                       train, holdout)
+            logger.info("%s initialization %d: held-out LL %.5f", name, run_seed,
+                        validation[f"heldout_ll_seed_{run_seed}"])
+        scores = {s: validation[f"heldout_ll_seed_{s}"] for s in fits}
+        chosen = max(scores, key=scores.get)
+        validation |= {"heldout_ll": scores[chosen], "heldout_spread": max(scores.values()) - min(scores.values()),
+                       "heldout_share": float(holdout.sum() / cohort.fitted.sum())}
+        result = fit(cohort, rule=fits[chosen].neural_rule(), config=net_config, seed=chosen, progress=progress,
+                     start=fits[chosen])
+    elapsed = time.perf_counter() - began
+    result = replace(result, elapsed_s=elapsed)
+    notes[0] += f" (ELBO {base.elbo:.2f})"
+    notes.append(f"network fit by L-BFGS, {result.n_steps} steps, "
+                 + ("converged" if result.converged else "NOT converged (step or time cap)")
+                 + f", ELBO {result.elbo:.2f}, {elapsed:.0f} s in all")
+    if restarts > 1:
+        notes.append(f"best of {restarts} initializations on held-out sessions (spread "
+                     f"{validation['heldout_spread']:.5f} nats/trial)")
+    return FittedModel(name, result.neural_rule(), result, "variational", "; ".join(dict.fromkeys(notes)),
+                       validation)
 
 
 def _initial_prior(result: FitResult) -> tuple[np.ndarray, np.ndarray]:
@@ -301,7 +448,7 @@ class FitPredictor:
         own = {s: i for i, s in enumerate(res.subjects)}
         mean = np.stack([res.weights_mean[own[s], 0] if s in own else pop_mean for s in cohort.subjects])
         sd = np.stack([res.weights_sd[own[s], 0] if s in own else pop_sd for s in cohort.subjects])
-        params = {} if isinstance(self.model.rule, NeuralRule) else res.params
+        params = res.params
         return gaussian_filter_loglik(cohort, self.model.scoring_rule, params, sigma=res.sigma, init_mean=mean,
                                       init_sd=np.maximum(sd, 1e-6), sigma_session=res.sigma_session)
 

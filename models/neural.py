@@ -65,7 +65,15 @@ class NeuralRuleConfig:
     activation : {"relu", "tanh", "silu"}
         Nonlinearity between layers.
     init_scale : float
-        Initial value of the per-weight output scale (small: the initial rule is near zero).
+        Initial value of the per-weight output scale (small: the initial rule is near zero); unused with
+        ``max_update``.
+    max_update : float or None
+        Bounded head: the output is ``max_update * tanh(out / max_update)`` with the last layer initialized at
+        zero, so the network starts as exactly the zero rule and can never move a weight by more than
+        ``max_update`` in one trial (a replayed rule cannot jump). None: the unbounded ``scale * out`` head.
+    base : str or None
+        Registry name of the parametric rule a :class:`~learnrules.models.hybrid.HybridRule` adds the network
+        to (None: the network alone).
     """
 
     kind: Literal["mlp", "gru"]
@@ -74,6 +82,12 @@ class NeuralRuleConfig:
     gru_hidden: int = 16
     activation: Activation = "relu"
     init_scale: float = 1e-3
+    max_update: float | None = None
+    base: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_update is not None and not self.max_update > 0:
+            raise ValueError(f"max_update must be positive or None, got {self.max_update}")
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-friendly dict (tuples become lists)."""
@@ -88,10 +102,14 @@ class NeuralRuleConfig:
 
 
 class _UpdateNet(nn.Module):
-    """``scale * MLP(inputs)`` with a learnable per-weight output scale."""
+    """``scale * MLP(inputs)`` with a learnable per-weight output scale, or a bounded head starting at zero.
+
+    With ``max_update`` the output is ``max_update * tanh(MLP(inputs) / max_update)`` and the last layer starts
+    at zero: the output is exactly zero at initialization, while its gradient is not (the hidden units are).
+    """
 
     def __init__(self, n_in: int, n_out: int, hidden: tuple[int, ...], activation: Activation,
-                 init_scale: float) -> None:
+                 init_scale: float, max_update: float | None = None) -> None:
         super().__init__()
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
@@ -102,10 +120,17 @@ class _UpdateNet(nn.Module):
             width = h
         layers.append(nn.Linear(width, n_out))
         self.mlp = nn.Sequential(*layers)
-        self.scale = nn.Parameter(torch.full((n_out,), float(init_scale)))
+        self.max_update = max_update
+        if max_update is None:
+            self.scale = nn.Parameter(torch.full((n_out,), float(init_scale)))
+        else:
+            nn.init.zeros_(layers[-1].weight)
+            nn.init.zeros_(layers[-1].bias)
 
     def forward(self, inputs: Tensor) -> Tensor:
-        return self.scale * self.mlp(inputs)
+        if self.max_update is None:
+            return self.scale * self.mlp(inputs)
+        return self.max_update * torch.tanh(self.mlp(inputs) / self.max_update)
 
 
 def _signed(v: Tensor) -> Tensor:
@@ -154,6 +179,10 @@ class NeuralRule(LearningRule):
         """Load a state dict produced by :meth:`state_dict` (strict)."""
         self.network.load_state_dict(state)
 
+    def output_layer(self) -> nn.Linear:
+        """Return the last linear layer of the update network: its weights set the size of the network's output."""
+        return [m for m in self.network.modules() if isinstance(m, nn.Linear)][-1]
+
     def copy(self) -> NeuralRule:
         """Return an independent deep copy (a fit trains a copy, never the caller's rule)."""
         return copy.deepcopy(self)
@@ -177,6 +206,8 @@ class MLPRule(NeuralRule):
         Nonlinearity.
     init_scale : float
         Initial per-weight output scale.
+    max_update : float, optional
+        Bounded head starting at exactly zero (see :class:`NeuralRuleConfig`).
     seed : int, optional
         Seed of the network's initialization.
     """
@@ -185,13 +216,13 @@ class MLPRule(NeuralRule):
     context_size = 0
 
     def __init__(self, n_features: int, *, hidden: tuple[int, ...] = (32, 32), activation: Activation = "relu",
-                 init_scale: float = 1e-3, seed: int | None = None) -> None:
-        super().__init__(NeuralRuleConfig("mlp", n_features, tuple(hidden), 16, activation, init_scale),
+                 init_scale: float = 1e-3, max_update: float | None = None, seed: int | None = None) -> None:
+        super().__init__(NeuralRuleConfig("mlp", n_features, tuple(hidden), 16, activation, init_scale, max_update),
                          seed=seed)
 
     def _build(self) -> nn.Module:
         c = self.config
-        return _UpdateNet(2 * c.n_features + 2, c.n_features, c.hidden, c.activation, c.init_scale)
+        return _UpdateNet(2 * c.n_features + 2, c.n_features, c.hidden, c.activation, c.init_scale, c.max_update)
 
     def drift(self, params: Params, w: Tensor, x: Tensor, y: Tensor, r: Tensor, context: Tensor) -> Tensor:
         """Return ``scale * MLP([w, x, y, r])``, shape ``(*batch, K)``; ``params`` and ``context`` are unused."""
@@ -206,7 +237,8 @@ class _GRUNet(nn.Module):
         super().__init__()
         k, h = config.n_features, config.gru_hidden
         self.gru = nn.GRU(k + 2, h, batch_first=True)
-        self.update = _UpdateNet(2 * k + 2 + h, k, config.hidden, config.activation, config.init_scale)
+        self.update = _UpdateNet(2 * k + 2 + h, k, config.hidden, config.activation, config.init_scale,
+                                 config.max_update)
 
 
 class GRURule(NeuralRule):
@@ -230,6 +262,8 @@ class GRURule(NeuralRule):
         Nonlinearity of the update MLP.
     init_scale : float
         Initial per-weight output scale.
+    max_update : float, optional
+        Bounded head starting at exactly zero (see :class:`NeuralRuleConfig`).
     seed : int, optional
         Seed of the network's initialization.
     bptt_window : int or None
@@ -240,12 +274,12 @@ class GRURule(NeuralRule):
     markov = False
 
     def __init__(self, n_features: int, *, hidden: tuple[int, ...] = (32, 32), gru_hidden: int = 16,
-                 activation: Activation = "relu", init_scale: float = 1e-3, seed: int | None = None,
-                 bptt_window: int | None = 100) -> None:
+                 activation: Activation = "relu", init_scale: float = 1e-3, max_update: float | None = None,
+                 seed: int | None = None, bptt_window: int | None = 100) -> None:
         if bptt_window is not None and bptt_window < 1:
             raise ValueError(f"bptt_window must be a positive number of trials or None, got {bptt_window}")
-        super().__init__(NeuralRuleConfig("gru", n_features, tuple(hidden), gru_hidden, activation, init_scale),
-                         seed=seed)
+        super().__init__(NeuralRuleConfig("gru", n_features, tuple(hidden), gru_hidden, activation, init_scale,
+                                          max_update), seed=seed)
         self.context_size = gru_hidden  # instance value shadows the ClassVar default of 0
         self.bptt_window = bptt_window
 
@@ -270,7 +304,7 @@ class GRURule(NeuralRule):
         """
         c = mlp.config
         rule = cls(c.n_features, hidden=c.hidden, gru_hidden=gru_hidden, activation=c.activation,
-                   init_scale=c.init_scale, seed=seed, bptt_window=bptt_window)
+                   init_scale=c.init_scale, max_update=c.max_update, seed=seed, bptt_window=bptt_window)
         state = dict(mlp.state_dict())  # load_state_dict below copies: the GRU shares no storage with mlp
         first = state["mlp.0.weight"]
         state["mlp.0.weight"] = torch.cat([first, first.new_zeros(first.shape[0], gru_hidden)], dim=1)
@@ -338,12 +372,17 @@ def neural_rule_from_config(config: NeuralRuleConfig | Mapping[str, Any],
         config = NeuralRuleConfig.from_dict(config)
     if config.kind == "mlp":
         rule: NeuralRule = MLPRule(config.n_features, hidden=config.hidden, activation=config.activation,
-                                   init_scale=config.init_scale)
+                                   init_scale=config.init_scale, max_update=config.max_update)
     elif config.kind == "gru":
         rule = GRURule(config.n_features, hidden=config.hidden, gru_hidden=config.gru_hidden,
-                       activation=config.activation, init_scale=config.init_scale)
+                       activation=config.activation, init_scale=config.init_scale, max_update=config.max_update)
     else:
         raise ValueError(f"config kind must be 'mlp' or 'gru', got {config.kind!r}")
+    if config.base is not None:
+        from learnrules.models.hybrid import HybridRule  # the hybrid module builds on this one
+        from learnrules.other_rules.registry import make_rule  # other_rules builds on models: import late
+
+        rule = HybridRule(make_rule(config.base), rule, base_name=config.base)
     if state is not None:
         rule.load_state_dict(state)
     return rule

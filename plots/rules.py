@@ -75,7 +75,8 @@ def _panel(ax: object, frame: pd.DataFrame, feature: str, norm: TwoSlopeNorm) ->
 
 
 def plot_rule_map(update_table: pd.DataFrame, *, true_update_table: pd.DataFrame | None = None,
-                  features: Sequence[str] | None = None, path: str | Path | None = None) -> Figure:
+                  features: Sequence[str] | None = None, label: str = "fitted",
+                  path: str | Path | None = None) -> Figure:
     """Plot the weight update as heat maps over (signed stimulus, current weight).
 
     Parameters
@@ -87,6 +88,8 @@ def plot_rule_map(update_table: pd.DataFrame, *, true_update_table: pd.DataFrame
         The same for the true rule, plotted in the row below each fitted row on the same color scale.
     features : sequence of str, optional
         Weights whose update to show (default: all in the table).
+    label : str
+        Row label of ``update_table`` (e.g. "network" for the network part of a hybrid rule).
     path : str or Path, optional
         Save the figure there.
 
@@ -101,7 +104,7 @@ def plot_rule_map(update_table: pd.DataFrame, *, true_update_table: pd.DataFrame
         if table is not None and not needed <= set(table):
             raise ValueError(f"{name} lacks columns {sorted(needed - set(table))}")
     names = list(dict.fromkeys(update_table["feature"])) if features is None else list(features)
-    tables = [("fitted", update_table)] + ([("true", true_update_table)] if true_update_table is not None else [])
+    tables = [(label, update_table)] + ([("true", true_update_table)] if true_update_table is not None else [])
     slices = [(label, n, _slice(t, n)) for n in names for label, t in tables]
     vmax = max(float(np.abs(s["dw"]).max()) for *_, s in slices) or 1.0
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-vmax, vmax=vmax)

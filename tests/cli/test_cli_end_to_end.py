@@ -287,12 +287,19 @@ def test_fit_heldout_sessions_scores_into_summary(tmp_path):
 @pytest.mark.slow
 def test_demo_leaves_figures_and_posterior(tmp_path):
     out = tmp_path / "demo"
-    proc = run("demo", "--out", str(out), "--budget", "5", "--draws", "5", timeout=1200)
+    proc = run("demo", "--out", str(out), "--draws", "5", timeout=1200)
     assert "best held-out rule" in proc.stdout
+    assert "step undone" not in proc.stderr
     assert az.from_netcdf(out / "posterior.nc").posterior.sizes["draw"] == 5
     assert (out / "figures" / "comparison.png").read_bytes()[:8] == PNG
-    for rule in ("zero", "reinforce-baseline", "mlp"):
+    rules = ("zero", "reinforce-baseline", "reinforce-baseline+mlp")
+    for rule in rules:
         assert (out / rule / "figures" / "rule_map.png").read_bytes()[:8] == PNG
+    assert (out / "reinforce-baseline+mlp" / "figures" / "network_map.png").read_bytes()[:8] == PNG
     summary = json.loads((out / "summary.json").read_text())
     assert summary["truth"]["rule"] == "ReinforceBaseline"
-    assert {row["rule"] for row in summary["comparison"]} == {"zero", "reinforce-baseline", "mlp"}
+    assert {row["rule"] for row in summary["comparison"]} == set(rules)
+    fits = {row["rule"]: row for row in summary["fits"]}
+    assert fits["reinforce-baseline+mlp"]["converged"]
+    scores = {row["rule"]: row["nats_per_trial"] for row in summary["comparison"]}
+    assert scores["reinforce-baseline+mlp"] >= scores["reinforce-baseline"] - 0.0005

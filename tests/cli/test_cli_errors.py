@@ -104,12 +104,17 @@ def test_empty_or_garbage_file(text, words, tmp_path, capsys):
     (["fit", "{good}", "--rule", "mlp", "--hidden", "32,0", "--out", "{out}"], ["--hidden", "32,0"]),
     (["fit", "{good}", "--rule", "mlp", "--hidden", "wide", "--out", "{out}"], ["--hidden", "wide"]),
     (["fit", "{good}", "--rule", "mlp", "--activation", "sigmoid", "--out", "{out}"], ["--activation", "sigmoid"]),
-    (["fit", "{good}", "--rule", "mlp", "--restarts", "3", "--out", "{out}"], ["--restarts", "--method rollout"]),
+    (["fit", "{good}", "--rule", "mlp", "--restarts", "0", "--out", "{out}"], ["--restarts", "0"]),
+    (["fit", "{good}", "--rule", "mlp", "--budget", "nan", "--out", "{out}"], ["--budget", "nan"]),
+    (["fit", "{good}", "--rule", "mlp", "--budget", "inf", "--out", "{out}"], ["--budget", "inf"]),
+    (["fit", "{good}", "--rule", "mlp", "--budget", "-5", "--out", "{out}"], ["--budget", "-5"]),
+    (["fit", "{good}", "--rule", "compressed+mlp", "--out", "{out}"], ["compressed+mlp", "reinforce-baseline+mlp"]),
 ], ids=["nonexistent file", "unknown rule", "unknown feature", "duplicate feature", "unknown rule in list",
         "more folds than animals", "simulate a neural rule", "zero animals", "reward probability above 1",
         "zero steps", "non-integer option",
         "missing --out", "unknown command", "zero threads", "zero draws", "zero width", "non-integer width",
-        "unknown activation", "restarts without rollout"])
+        "unknown activation", "zero restarts", "nan budget", "infinite budget", "negative budget",
+        "hybrid of a simulator-only rule"])
 def test_bad_arguments(args, words, tmp_path, capsys):
     good = tmp_path / "good.csv"
     good_table().to_csv(good, index=False)

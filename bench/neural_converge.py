@@ -1,0 +1,142 @@
+"""Neural and hybrid rules fitted to convergence: held-out animals against the oracle and the parametric fit.
+
+Parts (each replaces its rows of results/neural_converge.csv and re-renders results/neural_converge.md):
+
+- ``parametric``: cohorts whose truth is a parametric rule (``--truth``: reinforce, reinforce-baseline,
+  asymmetric), 12 training + 8 held-out animals x 10,000 trials, sigma 0.01. Fitted: the true rule's family,
+  its hybrid ``<truth>+mlp`` and the plain ``mlp``, each by ``learnrules.workflow.fit_model`` as ``learnrules
+  fit`` runs it. Scored on the held-out animals by the Gaussian filter (FitPredictor); the oracle is the true
+  rule with its true parameters and noise. Reports converged, steps, seconds, held-out nats/trial, the gap to
+  the oracle, and the paired difference to the parametric fit with its SE over the 8 held-out animals.
+- ``repro``: the hybrid ``<truth>+mlp`` from 5 network initializations (seeds 0-4) on the same cohort: the
+  spread of their held-out scores.
+
+Usage: python bench/neural_converge.py PART [--truth NAME] [--sim-seed N] [--animals N] [--trials T]
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from learnrules.behavior.load import load_trials
+from learnrules.behavior.trials import TrialData
+from learnrules.inference.evaluate import gaussian_filter_loglik
+from learnrules.models.inputs import CohortTensors
+from learnrules.other_rules import make_rule
+from learnrules.synthetic import simulate_cohort
+from learnrules.workflow import FitPredictor, fit_model
+
+from report import markdown, setup
+
+RESULTS = Path(__file__).parent / "results"
+CSV = RESULTS / "neural_converge.csv"
+logger = logging.getLogger("neural_converge")
+SIGMA = 0.01
+HELD_OUT = 8
+
+
+def cohort(truth: str, args: argparse.Namespace) -> tuple[TrialData, TrialData, np.ndarray]:
+    """Training and held-out animals of a simulated cohort, and the oracle's per-animal held-out score."""
+    sim = simulate_cohort(make_rule(truth), n_animals=args.animals + HELD_OUT, n_trials=args.trials, sigma=SIGMA,
+                          seed=args.sim_seed)
+    data = load_trials(sim.table)
+    train = TrialData(data.animals[:args.animals])
+    test = TrialData(data.animals[args.animals:])
+    tensors = CohortTensors.from_trials(test, ("bias", "stimulus"), dtype=torch.float64)
+    oracle = gaussian_filter_loglik(tensors, sim.rule, sim.params, sigma=SIGMA, init_mean=0.0, init_sd=0.5)
+    return train, test, oracle.per_animal()["nats_per_trial"].to_numpy()
+
+
+def score(model, test: TrialData) -> np.ndarray:  # noqa: ANN001
+    """Per-animal held-out log-likelihood per trial."""
+    return FitPredictor(model).score(test).per_animal()["nats_per_trial"].to_numpy()
+
+
+def row(part: str, truth: str, name: str, seed: int, model, test_ll: np.ndarray, oracle: np.ndarray,  # noqa: ANN001
+        reference: np.ndarray | None) -> dict:
+    diff = None if reference is None else test_ll - reference
+    return {"part": part, "truth": truth, "rule": name, "seed": seed, "converged": model.result.converged,
+            "steps": model.result.n_steps, "seconds": round(model.result.elapsed_s, 1),
+            "heldout_nats": float(test_ll.mean()), "gap_to_oracle": float(oracle.mean() - test_ll.mean()),
+            "minus_parametric": None if diff is None else float(diff.mean()),
+            "minus_parametric_se": None if diff is None else float(diff.std(ddof=1) / np.sqrt(len(diff)))}
+
+
+def part_parametric(args: argparse.Namespace) -> list[dict]:
+    train, test, oracle = cohort(args.truth, args)
+    rows, reference = [], None
+    for name in (args.truth, f"{args.truth}+mlp", "mlp"):
+        model = fit_model(train, name, seed=0, progress=False)
+        test_ll = score(model, test)
+        reference = test_ll if reference is None else reference
+        rows.append(row("parametric", args.truth, name, 0, model, test_ll, oracle,
+                        None if name == args.truth else reference))
+        logger.info("%s", rows[-1])
+    return rows
+
+
+def part_repro(args: argparse.Namespace) -> list[dict]:
+    train, test, oracle = cohort(args.truth, args)
+    base = score(fit_model(train, args.truth, seed=0, progress=False), test)
+    rows = []
+    for seed in range(5):
+        model = fit_model(train, f"{args.truth}+mlp", seed=seed, progress=False)
+        rows.append(row("repro", args.truth, f"{args.truth}+mlp", seed, model, score(model, test), oracle, base))
+        logger.info("%s", rows[-1])
+    return rows
+
+
+def render(frame: pd.DataFrame) -> str:
+    lines = ["# Neural and hybrid rules fitted to convergence", "",
+             f"Simulated cohorts, sigma {SIGMA}, training animals x trials as in each row's command; {HELD_OUT} "
+             "held-out animals scored by the Gaussian filter. `gap_to_oracle`: the true rule with its true "
+             "parameters minus the fit (nats/trial); `minus_parametric`: the fit minus the fitted parametric rule, "
+             "mean and SE of the paired per-animal difference.", "",
+             "Regenerate: `python bench/neural_converge.py parametric --truth NAME` and "
+             "`python bench/neural_converge.py repro --truth NAME`.", ""]
+    for part, sub in frame.groupby("part", sort=False):
+        lines += [f"## {part}", "", markdown(sub.drop(columns="part"), digits=5), ""]
+        if part == "repro":
+            for truth, rep in sub.groupby("truth"):
+                spread = rep["heldout_nats"].max() - rep["heldout_nats"].min()
+                lines += [f"{truth}+mlp over {len(rep)} initializations: held-out spread {spread:.6f} nats/trial.",
+                          ""]
+    return "\n".join(lines)
+
+
+def save(rows: list[dict], part: str, truth: str) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    with open(RESULTS / ".neural_converge.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = pd.read_csv(CSV) if CSV.exists() else pd.DataFrame()
+        if len(old):
+            old = old[~((old["part"] == part) & (old["truth"] == truth))]
+        frame = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)
+        frame.to_csv(CSV, index=False)
+        (RESULTS / "neural_converge.md").write_text(render(frame))
+    print(pd.DataFrame(rows).to_string(index=False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("part", choices=("parametric", "repro"))
+    parser.add_argument("--truth", default="reinforce-baseline", choices=("reinforce", "reinforce-baseline",
+                                                                            "asymmetric"))
+    parser.add_argument("--animals", type=int, default=12)
+    parser.add_argument("--trials", type=int, default=10_000)
+    parser.add_argument("--sim-seed", type=int, default=0)
+    args = parser.parse_args()
+    setup()
+    rows = {"parametric": part_parametric, "repro": part_repro}[args.part](args)
+    save(rows, args.part, args.truth)
+
+
+if __name__ == "__main__":
+    main()
