@@ -10,6 +10,11 @@ Parts (each replaces its rows of results/neural_converge.csv and re-renders resu
   the oracle, and the paired difference to the parametric fit with its SE over the 8 held-out animals.
 - ``repro``: the hybrid ``<truth>+mlp`` from 5 network initializations (seeds 0-4) on the same cohort: the
   spread of their held-out scores.
+- ``history``: a cohort whose truth reads the reward history (an eligibility trace of choices gated by reward,
+  ``HISTORY``), 12 training + 16 held-out animals x 3,000 trials (``--trials``), simulation seed ``--sim-seed``.
+  Fitted: the Markov parametric rules REINFORCE+baseline and asymmetric, and the hybrids
+  ``reinforce-baseline+mlp`` and ``reinforce-baseline+gru``. Reports the oracle's lead over the best Markov
+  parametric rule, the share of it each hybrid recovers, and GRU minus MLP with its SE over the held-out animals.
 
 Usage: python bench/neural_converge.py PART [--truth NAME] [--sim-seed N] [--animals N] [--trials T]
 """
@@ -28,6 +33,7 @@ import torch
 from learnrules.behavior.load import load_trials
 from learnrules.behavior.trials import TrialData
 from learnrules.inference.evaluate import gaussian_filter_loglik
+from learnrules.inference.fit import FitConfig
 from learnrules.models.inputs import CohortTensors
 from learnrules.other_rules import make_rule
 from learnrules.synthetic import simulate_cohort
@@ -40,12 +46,15 @@ CSV = RESULTS / "neural_converge.csv"
 logger = logging.getLogger("neural_converge")
 SIGMA = 0.01
 HELD_OUT = 8
+# Rewards credit the last ~10 choices (lambda 0.9), not only the current one: no Markov rule can follow it.
+HISTORY = ("eligibility", {"alpha": 0.03, "lam": 0.9, "baseline": 0.7})
 
 
-def cohort(truth: str, args: argparse.Namespace) -> tuple[TrialData, TrialData, np.ndarray]:
+def cohort(truth: str, args: argparse.Namespace, params: dict | None = None, held_out: int = HELD_OUT
+           ) -> tuple[TrialData, TrialData, np.ndarray]:
     """Training and held-out animals of a simulated cohort, and the oracle's per-animal held-out score."""
-    sim = simulate_cohort(make_rule(truth), n_animals=args.animals + HELD_OUT, n_trials=args.trials, sigma=SIGMA,
-                          seed=args.sim_seed)
+    sim = simulate_cohort(make_rule(truth), params=params, n_animals=args.animals + held_out, n_trials=args.trials,
+                          sigma=SIGMA, seed=args.sim_seed)
     data = load_trials(sim.table)
     train = TrialData(data.animals[:args.animals])
     test = TrialData(data.animals[args.animals:])
@@ -93,6 +102,29 @@ def part_repro(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def part_history(args: argparse.Namespace) -> list[dict]:
+    truth, params = HISTORY
+    train, test, oracle = cohort(truth, args, params, held_out=16)
+    scores, models = {}, {}
+    for name in ("reinforce-baseline", "asymmetric", "reinforce-baseline+mlp", "reinforce-baseline+gru"):
+        models[name] = fit_model(train, name, seed=0, progress=False, config=FitConfig(param_posterior="none"))
+        scores[name] = score(models[name], test)
+        logger.info("%s: %.5f", name, scores[name].mean())
+    markov = max(("reinforce-baseline", "asymmetric"), key=lambda n: scores[n].mean())
+    lead = float(oracle.mean() - scores[markov].mean())
+    rows = []
+    for name, model in models.items():
+        r = row("history", truth, name, args.sim_seed, model, scores[name], oracle, scores[markov])
+        r["recovered_share"] = float((scores[name].mean() - scores[markov].mean()) / lead)
+        r["oracle_minus_best_markov"] = lead
+        rows.append(r)
+    gru, mlp = scores["reinforce-baseline+gru"], scores["reinforce-baseline+mlp"]
+    diff = gru - mlp
+    rows[-1]["gru_minus_mlp"] = float(diff.mean())
+    rows[-1]["gru_minus_mlp_se"] = float(diff.std(ddof=1) / np.sqrt(len(diff)))
+    return rows
+
+
 def render(frame: pd.DataFrame) -> str:
     lines = ["# Neural and hybrid rules fitted to convergence", "",
              f"Simulated cohorts, sigma {SIGMA}, training animals x trials as in each row's command; {HELD_OUT} "
@@ -103,6 +135,13 @@ def render(frame: pd.DataFrame) -> str:
              "`python bench/neural_converge.py repro --truth NAME`.", ""]
     for part, sub in frame.groupby("part", sort=False):
         lines += [f"## {part}", "", markdown(sub.drop(columns="part"), digits=5), ""]
+        if part == "history":
+            for seed, rep in sub.groupby("seed"):
+                last = rep.iloc[-1]
+                lines += [f"Simulation seed {seed}: oracle minus best Markov parametric "
+                          f"{last['oracle_minus_best_markov']:.5f} nats/trial; GRU hybrid minus MLP hybrid "
+                          f"{last['gru_minus_mlp']:+.5f} +- {last['gru_minus_mlp_se']:.5f} (SE over 16 held-out "
+                          "animals).", ""]
         if part == "repro":
             for truth, rep in sub.groupby("truth"):
                 spread = rep["heldout_nats"].max() - rep["heldout_nats"].min()
@@ -117,7 +156,10 @@ def save(rows: list[dict], part: str, truth: str) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         old = pd.read_csv(CSV) if CSV.exists() else pd.DataFrame()
         if len(old):
-            old = old[~((old["part"] == part) & (old["truth"] == truth))]
+            same = (old["part"] == part) & (old["truth"] == truth)
+            if part == "history":  # one set of rows per simulation seed
+                same &= old["seed"] == rows[0]["seed"]
+            old = old[~same]
         frame = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)
         frame.to_csv(CSV, index=False)
         (RESULTS / "neural_converge.md").write_text(render(frame))
@@ -126,7 +168,7 @@ def save(rows: list[dict], part: str, truth: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("part", choices=("parametric", "repro"))
+    parser.add_argument("part", choices=("parametric", "repro", "history"))
     parser.add_argument("--truth", default="reinforce-baseline", choices=("reinforce", "reinforce-baseline",
                                                                             "asymmetric"))
     parser.add_argument("--animals", type=int, default=12)
@@ -134,8 +176,8 @@ def main() -> None:
     parser.add_argument("--sim-seed", type=int, default=0)
     args = parser.parse_args()
     setup()
-    rows = {"parametric": part_parametric, "repro": part_repro}[args.part](args)
-    save(rows, args.part, args.truth)
+    rows = {"parametric": part_parametric, "repro": part_repro, "history": part_history}[args.part](args)
+    save(rows, args.part, HISTORY[0] if args.part == "history" else args.truth)
 
 
 if __name__ == "__main__":

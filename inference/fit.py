@@ -89,8 +89,8 @@ class FitConfig:
     log_every : int
         Log the ELBO every this many steps.
     network_prior_sd : float or None
-        Sd of a zero-mean Normal prior on the output layer of a neural rule's network (shrinks its contribution
-        towards zero); None: no prior.
+        Sd of a Normal prior on the output layer of a neural rule's network, centred at its starting values
+        (shrinks the network towards the rule it starts as); None: no prior.
     network_lr : float
         Adam step size of the network tensors of a neural rule (``optimizer="adam"``).
     batch_size : int or None

@@ -61,9 +61,10 @@ class Theta:
         self.network_leaves: list[Tensor] = [] if network is None else [
             p for p in network.parameters() if p.requires_grad]
         prior_sd = getattr(config, "network_prior_sd", None)
-        self.output_prior: tuple[list[Tensor], float] | None = None
+        self.output_prior: tuple[list[Tensor], list[Tensor], float] | None = None
         if network is not None and prior_sd is not None:
-            self.output_prior = (list(rule.output_layer().parameters()), float(prior_sd))
+            layer = list(rule.output_layer().parameters())
+            self.output_prior = (layer, [t.detach().clone() for t in layer], float(prior_sd))
 
     def warm_start(self, start: FitResult) -> None:
         """Start from a fit of the same animals: its noise, initial-weight means and same-named rule parameters.
@@ -127,14 +128,15 @@ class Theta:
     def log_prior(self) -> Tensor:
         """Return the log prior density of the unconstrained rule parameters (and of a network's output layer).
 
-        The network's output layer gets a zero-mean Normal prior of sd ``config.network_prior_sd`` (up to its
-        constant): it shrinks the network's contribution towards zero, i.e. a hybrid towards its parametric
-        rule, unless the choices ask for it. The other layers have no prior.
+        The network's output layer gets a Normal prior of sd ``config.network_prior_sd`` (up to its constant)
+        centred where the fit started it: a hybrid's output layer at zero, a network distilled from a parametric
+        rule at the distilled values. It shrinks the network towards the parametric rule it started as, unless
+        the choices ask for more. The other layers have no prior.
         """
         total = self.log_sigma.new_zeros(())
         for name, u in self.rule_u.items():
             total = total + self.priors[name].log_prob(u).sum()
         if self.output_prior is not None:
-            tensors, sd = self.output_prior
-            total = total - 0.5 * sum(t.pow(2).sum() for t in tensors) / sd ** 2
+            tensors, centres, sd = self.output_prior
+            total = total - 0.5 * sum((t - c).pow(2).sum() for t, c in zip(tensors, centres, strict=True)) / sd ** 2
         return total
