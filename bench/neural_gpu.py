@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from learnrules.inference.fit import fit
-from learnrules.inference.optimize import Objective, optimize
-from learnrules.inference.theta import Theta
+from learnrules.inference.variational.fit import fit
+from learnrules.inference.variational.optimize import Objective, optimize
+from learnrules.inference.variational.theta import Theta
 from learnrules.models.hybrid import HybridRule
 from learnrules.other_rules import make_rule
 from learnrules.synthetic import simulate_cohort

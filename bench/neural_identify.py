@@ -34,8 +34,8 @@ import pandas as pd
 import torch
 from neural_recovery import update_recovery
 
-from learnrules.inference.rollout import predict_heldout, rollout_loglik
-from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
+from learnrules.inference.rollout.rollout import predict_heldout, rollout_loglik
+from learnrules.inference.rollout.rollout_fit import RolloutConfig, fit_rollout
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import MLPRule, rule_network
 from learnrules.models.rule import LearningRule

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from learnrules.inference.rollout import predict_heldout, rollout_loglik
-from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
+from learnrules.inference.rollout.rollout import predict_heldout, rollout_loglik
+from learnrules.inference.rollout.rollout_fit import RolloutConfig, fit_rollout
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import MLPRule
 from learnrules.models.neural_grid import expected_update, trial_mix

@@ -4,7 +4,7 @@ The cohort of ``neural_vi.py speed`` (12 training + 4 test animals x 10,000 tria
 one MLP rule (16, 16) at the same initialization for every method, all in one process, 1 thread:
 
 - ``lbfgs``: full-batch L-BFGS (strong Wolfe, 10 iterations per step) on the exact rollout likelihood,
-  solved in parallel over trials (:mod:`~learnrules.inference.parallel_rollout`), for ``--lbfgs-budget`` s.
+  solved in parallel over trials (:mod:`~learnrules.inference.rollout.parallel_rollout`), for ``--lbfgs-budget`` s.
 - ``warm-up + lbfgs``: the same after ``--warmup`` epochs (default 50) of the paper's schedule below
   (``RolloutConfig(warmup_epochs=...)``), which lead L-BFGS past the narrow valleys it settles in from some
   initializations.
@@ -46,9 +46,9 @@ import pandas as pd
 import torch
 from neural_vi import speed_cohort
 
-from learnrules.inference.early_stopping import early_stop_index
-from learnrules.inference.rollout import predict_heldout
-from learnrules.inference.rollout_fit import RolloutConfig, RolloutResult, fit_rollout
+from learnrules.inference.rollout.early_stopping import early_stop_index
+from learnrules.inference.rollout.rollout import predict_heldout
+from learnrules.inference.rollout.rollout_fit import RolloutConfig, RolloutResult, fit_rollout
 from learnrules.models.neural import MLPRule
 from learnrules.synthetic import simulate_cohort
 

@@ -41,11 +41,11 @@ import pandas as pd
 import torch
 from neural_recovery import update_recovery
 
-from learnrules.inference.evaluate import gaussian_filter_loglik
-from learnrules.inference.fit import FitConfig, fit
+from learnrules.inference.evaluation.evaluate import gaussian_filter_loglik
 from learnrules.inference.result import FitResult
-from learnrules.inference.rollout import predict_heldout
-from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
+from learnrules.inference.rollout.rollout import predict_heldout
+from learnrules.inference.rollout.rollout_fit import RolloutConfig, fit_rollout
+from learnrules.inference.variational.fit import FitConfig, fit
 from learnrules.models.dynamics import DynamicsConfig
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import GRURule, MLPRule
@@ -309,7 +309,7 @@ def part_gru_blocks(args: argparse.Namespace) -> list[tuple[str, object]]:
 def part_rat(args: argparse.Namespace) -> list[tuple[str, object]]:
     """Held-out sessions of rat W053: MLP, GRU, random walk, REINFORCE+baseline, all by VI and the ADF."""
     from learnrules.behavior import load_psytrack_rat
-    from learnrules.inference.crossval import session_folds
+    from learnrules.inference.evaluation.crossval import session_folds
 
     data = load_psytrack_rat()
     features = ("bias", "s1", "s2")

@@ -3,10 +3,10 @@
 Two tables, each method run in the same process, 1 thread:
 
 - ``solve``: one loss-and-gradient evaluation of a rollout (12 animals x T trials) for three rules, by the
-  sequential loop and by :func:`~learnrules.inference.parallel_rollout.parallel_trajectory` started cold
+  sequential loop and by :func:`~learnrules.inference.rollout.parallel_rollout.parallel_trajectory` started cold
   (initial weights held constant) or warm (from the solution at parameters 0.1% away, as an optimizer's
   next evaluation is); the fastest of 3 runs, Newton linearizations, and the largest gradient difference.
-- ``fit``: :func:`~learnrules.inference.rollout_fit.fit_rollout` on the cohort of ``neural_vi.py speed``
+- ``fit``: :func:`~learnrules.inference.rollout.rollout_fit.fit_rollout` on the cohort of ``neural_vi.py speed``
   (12 x 10,000 noise-free REINFORCE, MLP (16, 16)) with each solver: L-BFGS steps and Liu et al.'s Adam
   schedule (truncated backprop every 100 trials, one step per epoch); the two paths must coincide.
 
@@ -25,9 +25,9 @@ import pandas as pd
 import torch
 from neural_vi import speed_cohort
 
-from learnrules.inference.parallel_rollout import parallel_trajectory
-from learnrules.inference.rollout import rollout_trajectory, trial_loglik
-from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
+from learnrules.inference.rollout.parallel_rollout import parallel_trajectory
+from learnrules.inference.rollout.rollout import rollout_trajectory, trial_loglik
+from learnrules.inference.rollout.rollout_fit import RolloutConfig, fit_rollout
 from learnrules.models.neural import GRURule, MLPRule, rule_network
 from learnrules.other_rules import Reinforce, ReinforceBaseline
 from learnrules.synthetic import simulate_cohort

@@ -1,7 +1,7 @@
 """Parametric recovery: simulate cohorts under known parametric rules, fit the same rule, check the posterior.
 
 For each rule: ``n_animals`` x ``n_trials`` simulated agents (features bias, stimulus; sigma known to the
-simulator), fit by :func:`learnrules.inference.fit` (sigma learned, Laplace posterior of rule parameters and
+simulator), fit by :func:`learnrules.inference.variational.fit` (sigma learned, Laplace posterior of rule parameters and
 sigma), and report every true value against its 90% interval and the relative error of the learning rates.
 With several seeds it also reports, per parameter, the coverage of the 90% intervals across seeds and the
 relative error of the seed-averaged posterior mean (a systematic bias shows there; one seed's miss may be
@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from scipy.stats import norm
 
-from learnrules.inference.fit import FitConfig, fit
+from learnrules.inference.variational.fit import FitConfig, fit
 from learnrules.models.dynamics import DynamicsConfig
 from learnrules.models.inputs import CohortTensors
 from learnrules.other_rules import AsymmetricReinforce, DeltaRule, ReinforceBaseline

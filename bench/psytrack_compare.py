@@ -16,7 +16,7 @@ import torch
 from psytrack import hyperOpt
 
 from learnrules.behavior import load_psytrack_rat
-from learnrules.inference.fit import FitConfig, fit
+from learnrules.inference.variational.fit import FitConfig, fit
 from learnrules.models.dynamics import DynamicsConfig
 
 from report import markdown

@@ -18,7 +18,7 @@ from psytrack import hyperOpt
 
 from learnrules.behavior import load_psytrack_rat
 from learnrules.inference import fit, to_inference_data
-from learnrules.inference.fit import FitConfig
+from learnrules.inference.variational.fit import FitConfig
 from learnrules.models.dynamics import DynamicsConfig
 from learnrules.other_rules import make_rule
 from learnrules.plots import plot_weights

@@ -28,8 +28,8 @@ import pandas as pd
 from learnrules.behavior import load_trials
 from learnrules.behavior.psytrack import load_psytrack_rat
 from learnrules.data import load_ibl_mouse
-from learnrules.inference.crossval import cross_validate, session_folds
-from learnrules.inference.fit import FitConfig
+from learnrules.inference.evaluation.crossval import cross_validate, session_folds
+from learnrules.inference.variational.fit import FitConfig
 from learnrules.workflow import FitPredictor, fit_model
 
 from report import markdown, setup

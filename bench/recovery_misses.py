@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from parametric_recovery import CASES, SIGMA, simulate
 
-from learnrules.inference.evaluate import gaussian_filter_loglik
+from learnrules.inference.evaluation.evaluate import gaussian_filter_loglik
 from learnrules.models.dynamics import DynamicsConfig
 
 from report import markdown, setup

@@ -38,10 +38,10 @@ import torch
 from neural_vi import speed_cohort
 
 from learnrules.behavior.psytrack import load_psytrack_rat
-from learnrules.inference.crossval import session_folds
-from learnrules.inference.early_stopping import holdout_sessions
-from learnrules.inference.rollout import predict_heldout, rollout_loglik
-from learnrules.inference.rollout_fit import RolloutConfig, RolloutResult, fit_rollout
+from learnrules.inference.evaluation.crossval import session_folds
+from learnrules.inference.rollout.early_stopping import holdout_sessions
+from learnrules.inference.rollout.rollout import predict_heldout, rollout_loglik
+from learnrules.inference.rollout.rollout_fit import RolloutConfig, RolloutResult, fit_rollout
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import GRURule, MLPRule
 from learnrules.workflow import ADAM_ROLLOUT_CONFIG, LBFGS_ROLLOUT_CONFIG

@@ -30,10 +30,10 @@ import pandas as pd
 import torch
 
 from learnrules.behavior.psytrack import load_psytrack_rat
-from learnrules.inference.crossval import session_folds
-from learnrules.inference.early_stopping import holdout_sessions
-from learnrules.inference.rollout import rollout_loglik
-from learnrules.inference.rollout_fit import RolloutResult, fit_rollout
+from learnrules.inference.evaluation.crossval import session_folds
+from learnrules.inference.rollout.early_stopping import holdout_sessions
+from learnrules.inference.rollout.rollout import rollout_loglik
+from learnrules.inference.rollout.rollout_fit import RolloutResult, fit_rollout
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import MLPRule
 from learnrules.workflow import LBFGS_ROLLOUT_CONFIG

@@ -60,7 +60,7 @@ def simulate_rule(rule, n_animals, n_trials, seed=0):
 
 def one(n_animals, n_trials, rule_name):
     from learnrules.inference.arviz_export import save_netcdf, to_inference_data
-    from learnrules.inference.fit import FitConfig, fit
+    from learnrules.inference.variational.fit import FitConfig, fit
     from learnrules.other_rules import make_rule
 
     setup(log_level=None)

@@ -36,8 +36,8 @@ import torch
 from learnrules.behavior import load_trials
 from learnrules.behavior.psytrack import load_psytrack_rat
 from learnrules.behavior.trials import TrialData
-from learnrules.inference.crossval import Fold, RulePredictor, cross_validate, mask_trials, session_folds
-from learnrules.inference.fit import FitConfig
+from learnrules.inference.evaluation.crossval import Fold, RulePredictor, cross_validate, mask_trials, session_folds
+from learnrules.inference.variational.fit import FitConfig
 from learnrules.other_rules import make_rule
 from learnrules.synthetic import IBLTask, simulate_cohort
 from learnrules.workflow import FitPredictor, fit_model

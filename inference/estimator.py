@@ -1,4 +1,4 @@
-"""A scikit-learn-style estimator over :func:`learnrules.inference.fit`."""
+"""A scikit-learn-style estimator over :func:`learnrules.inference.variational.fit`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import torch
 from sklearn.base import BaseEstimator
 
 from learnrules.behavior.trials import TrialData
-from learnrules.inference.fit import FitConfig, fit
 from learnrules.inference.result import FitResult
+from learnrules.inference.variational.fit import FitConfig, fit
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule
 

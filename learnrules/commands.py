@@ -19,9 +19,9 @@ import torch
 
 from learnrules.behavior.load import load_trials
 from learnrules.behavior.trials import TrialData
-from learnrules.inference.crossval import compare_table, cross_validate
-from learnrules.inference.evaluate import gaussian_filter_loglik
-from learnrules.inference.fit import FitConfig
+from learnrules.inference.evaluation.crossval import compare_table, cross_validate
+from learnrules.inference.evaluation.evaluate import gaussian_filter_loglik
+from learnrules.inference.variational.fit import FitConfig
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural_grid import STIMULUS_FEATURES
 from learnrules.models.rule import as_params

@@ -32,8 +32,8 @@ from learnrules.behavior.summary import summarize
 from learnrules.behavior.trials import TrialData
 from learnrules.commands import emit, progress_flag
 from learnrules.data import example_metadata, load_example
-from learnrules.inference.crossval import animal_folds, compare_table, cross_validate
-from learnrules.inference.fit import FitConfig
+from learnrules.inference.evaluation.crossval import animal_folds, compare_table, cross_validate
+from learnrules.inference.variational.fit import FitConfig
 from learnrules.other_rules.registry import make_rule
 from learnrules.outputs import write_fit, write_json
 from learnrules.plots import plot_comparison

@@ -4,14 +4,14 @@ Every fit comes back as a :class:`FittedModel` holding a :class:`~learnrules.inf
 whatever the method, so writing outputs, scoring and plotting never branch on it:
 
 - parametric rules and the random walk (``zero``): the structured variational fit
-  (:func:`learnrules.inference.fit`);
+  (:func:`learnrules.inference.variational.fit`);
 - neural rules (``mlp``, ``gru``) and hybrids (``reinforce-baseline+mlp``, ``delta+gru``: any fittable
   registry rule before the ``+``): fitted in two stages, the parametric rule first (the random walk for a plain
   ``mlp`` / ``gru``), then its hybrid with a network whose bounded output starts at zero
   (:class:`~learnrules.models.hybrid.HybridRule`), warm-started at that fit and optimized with the rule's
   parameters and the noise by full-batch L-BFGS to a tolerance (:data:`NEURAL_FIT_CONFIG`); or the deterministic
   rollout fit (``method="rollout"``: sigma = 0, Liu et al. 2025;
-  :func:`learnrules.inference.rollout_fit.fit_rollout`, :data:`LBFGS_ROLLOUT_CONFIG`), whose rolled-out weights
+  :func:`learnrules.inference.rollout.rollout_fit.fit_rollout`, :data:`LBFGS_ROLLOUT_CONFIG`), whose rolled-out weights
   fill the result with zero posterior sd and zero noise.
 """
 
@@ -28,13 +28,13 @@ import numpy as np
 import torch
 
 from learnrules.behavior.trials import TrialData
-from learnrules.inference.distill import distill
-from learnrules.inference.early_stopping import holdout_sessions
-from learnrules.inference.evaluate import PredictiveScore, gaussian_filter_loglik
-from learnrules.inference.fit import FitConfig, fit
+from learnrules.inference.evaluation.evaluate import PredictiveScore, gaussian_filter_loglik
 from learnrules.inference.result import FitResult
-from learnrules.inference.rollout import rollout_weights
-from learnrules.inference.rollout_fit import RolloutConfig, RolloutResult, fit_rollout
+from learnrules.inference.rollout.early_stopping import holdout_sessions
+from learnrules.inference.rollout.rollout import rollout_weights
+from learnrules.inference.rollout.rollout_fit import RolloutConfig, RolloutResult, fit_rollout
+from learnrules.inference.variational.distill import distill
+from learnrules.inference.variational.fit import FitConfig, fit
 from learnrules.models.hybrid import HybridRule
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import Activation, GRURule, MLPRule, NeuralRule
@@ -356,7 +356,7 @@ def _fit_staged(name: str, cohort: CohortTensors, *, seed: int | None, budget_s:
     """Fit the parametric stage of ``name``, then its network warm-started there.
 
     A hybrid's network starts at exactly zero on top of its fitted parametric rule. A plain ``mlp`` / ``gru``
-    starts as an MLP distilled from a fitted :data:`TEACHER` (:func:`~learnrules.inference.distill.distill`;
+    starts as an MLP distilled from a fitted :data:`TEACHER` (:func:`~learnrules.inference.variational.distill.distill`;
     the GRU reads its state through zero weights, :meth:`GRURule.from_mlp`). With ``restarts`` > 1 every
     initialization (seeds ``seed``, ``seed + 1``, ...) is fitted with a share of each animal's sessions held out
     of the likelihood (:func:`holdout_sessions`); the best on those sessions is then fitted on all trials from

@@ -17,7 +17,7 @@ Sites (``A`` animals, ``T`` padded trials, ``K`` features):
     Observed choices ``(A, T)`` (``obs=``), Bernoulli with logits ``w_t . x_t``, masked to
     ``data.fitted`` (observed, not held out).
 
-:func:`learnrules.inference.fit` does not run SVI on this model (per-trial latents defeat first-order
+:func:`learnrules.inference.variational.fit` does not run SVI on this model (per-trial latents defeat first-order
 optimizers; see DESIGN.md): it fits the same joint density with a banded Gaussian posterior. The model serves
 as documentation, for prior predictive simulation, and as a density check in the tests.
 """

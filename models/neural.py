@@ -5,9 +5,9 @@ Both are :class:`~learnrules.models.rule.LearningRule` objects that *own* a ``to
 rules, empty here) and ``nn.Module.parameters()`` would collide on one object. A fit finds the trainable
 tensors with :func:`rule_network` (e.g. ``pyro.module("rule", rule_network(rule))`` or
 ``torch.optim.Adam(rule_network(rule).parameters())``); the ``params`` mapping of the rule interface is
-ignored by neural rules. :func:`learnrules.inference.fit.fit` trains a copy of the network on the collapsed
+ignored by neural rules. :func:`learnrules.inference.variational.fit.fit` trains a copy of the network on the collapsed
 ELBO of the variational fit (``FitResult.neural_rule()`` rebuilds it), and
-:func:`learnrules.inference.rollout_fit.fit_rollout` by deterministic rollout.
+:func:`learnrules.inference.rollout.rollout_fit.fit_rollout` by deterministic rollout.
 
 Inputs of the update, per trial: the current weights ``w`` (K), the features ``x`` (K), the choice ``y``
 and the reward ``r`` (both recoded to -1/+1 inside the network). The correct side is not a separate input:

@@ -115,7 +115,7 @@ def plot_comparison(compare_table: pd.DataFrame, *, metric: str = "nats_per_tria
     Parameters
     ----------
     compare_table : pandas.DataFrame
-        Output of :func:`learnrules.inference.crossval.compare_table`.
+        Output of :func:`learnrules.inference.evaluation.crossval.compare_table`.
     metric : {"nats_per_trial", "bits_per_trial", "accuracy"}
         Column to plot; its error bar is ``se``, ``bits_se`` or ``accuracy_se``.
     path : str or Path, optional

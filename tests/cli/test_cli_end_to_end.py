@@ -22,8 +22,8 @@ import torch
 from learnrules import cli, workflow
 from learnrules.behavior import load_trials
 from learnrules.inference import FitResult
-from learnrules.inference.crossval import hold_out_trials
-from learnrules.inference.evaluate import gaussian_filter_loglik
+from learnrules.inference.evaluation.crossval import hold_out_trials
+from learnrules.inference.evaluation.evaluate import gaussian_filter_loglik
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import load_neural_rule
 from learnrules.other_rules import make_rule

@@ -9,8 +9,8 @@ import torch
 from learnrules.behavior import load_trials
 from learnrules.inference import arviz_export
 from learnrules.inference.arviz_export import default_draws, load_netcdf, save_netcdf, to_inference_data
-from learnrules.inference.fit import fit
 from learnrules.inference.result import FitResult
+from learnrules.inference.variational.fit import fit
 from learnrules.other_rules import make_rule
 from learnrules.synthetic import simulate_cohort
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from learnrules.inference.banded import BandedGaussianTrajectory, BlockTridiagonal, factor
+from learnrules.inference.variational.banded import BandedGaussianTrajectory, BlockTridiagonal, factor
 
 
 def random_spd(n_batch, n_blocks, k, seed):

@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 
 from learnrules.behavior import load_trials
-from learnrules.inference.crossval import (
+from learnrules.inference.evaluation.crossval import (
     RulePredictor,
     animal_folds,
     compare_table,
@@ -18,10 +18,10 @@ from learnrules.inference.crossval import (
     mask_trials,
     session_folds,
 )
-from learnrules.inference.evaluate import particle_filter_loglik, rollout_loglik
-from learnrules.inference.fit import FitConfig, fit
-from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
-from learnrules.inference.vi import expected_likelihood
+from learnrules.inference.evaluation.evaluate import particle_filter_loglik, rollout_loglik
+from learnrules.inference.rollout.rollout_fit import RolloutConfig, fit_rollout
+from learnrules.inference.variational.fit import FitConfig, fit
+from learnrules.inference.variational.vi import expected_likelihood
 from learnrules.models.dynamics import drift_sequence
 from learnrules.models.inputs import CohortTensors
 from learnrules.other_rules import make_rule

@@ -3,7 +3,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from learnrules.inference.early_stopping import early_stop_index, holdout_sessions
+from learnrules.inference.rollout.early_stopping import early_stop_index, holdout_sessions
 from learnrules.other_rules import Reinforce
 from learnrules.synthetic import IBLTask, simulate_cohort
 

@@ -5,7 +5,7 @@ import torch
 from sklearn.base import clone
 
 from learnrules.inference.estimator import LearningRuleModel
-from learnrules.inference.fit import FitConfig
+from learnrules.inference.variational.fit import FitConfig
 
 import fitting_helpers as helpers
 

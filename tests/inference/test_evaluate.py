@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from learnrules.behavior import load_trials
-from learnrules.inference.crossval import mask_trials
-from learnrules.inference.evaluate import (
+from learnrules.inference.evaluation.crossval import mask_trials
+from learnrules.inference.evaluation.evaluate import (
     PredictiveScore,
     gaussian_filter_loglik,
     particle_filter_loglik,
     rollout_loglik,
 )
-from learnrules.inference.filters import systematic_resample
+from learnrules.inference.evaluation.filters import systematic_resample
 from learnrules.inference.twin import accuracy_by_session, psychometric, simulate_twin
 from learnrules.models.inputs import CohortTensors
 from learnrules.other_rules import make_rule
@@ -46,7 +46,7 @@ def test_particle_filter_equals_rollout_when_deterministic(rule_name):
 
 
 def test_rollout_matches_the_rollout_fit_module():
-    rollout = pytest.importorskip("learnrules.inference.rollout")
+    rollout = pytest.importorskip("learnrules.inference.rollout.rollout")
     sim, data, cohort = _cohort()
     rule, w0 = make_rule("reinforce-baseline"), torch.as_tensor(sim.weights[:, 0])
     params = {k: torch.as_tensor(v) for k, v in sim.params.items()}

@@ -7,13 +7,13 @@ import pytest
 import torch
 from scipy.stats import chi2, norm
 
-from learnrules.inference.banded import BandedGaussianTrajectory
-from learnrules.inference.fit import FitConfig, fit
-from learnrules.inference.laplace import _likelihood_ratio_bounds
-from learnrules.inference.optimize import Objective, StepGuard
 from learnrules.inference.result import FitResult
-from learnrules.inference.theta import Theta
-from learnrules.inference.vi import update_posterior
+from learnrules.inference.variational.banded import BandedGaussianTrajectory
+from learnrules.inference.variational.fit import FitConfig, fit
+from learnrules.inference.variational.laplace import _likelihood_ratio_bounds
+from learnrules.inference.variational.optimize import Objective, StepGuard
+from learnrules.inference.variational.theta import Theta
+from learnrules.inference.variational.vi import update_posterior
 from learnrules.models.dynamics import DynamicsConfig, drift_sequence, transition_sd
 from learnrules.other_rules import AsymmetricReinforce, ReinforceBaseline
 
@@ -55,7 +55,7 @@ def test_elbo_is_below_the_importance_sampled_log_evidence():
 
 def _precision_of(post):
     """Rebuild q's block-tridiagonal precision densely from its selected inverse (Markov covariance completion)."""
-    from learnrules.inference.banded import BlockTridiagonal
+    from learnrules.inference.variational.banded import BlockTridiagonal
 
     a, t, k = post.mean.shape
     dense = torch.zeros(a, t * k, t * k)
@@ -98,7 +98,7 @@ def test_laplace_mode_matches_dense_newton(rule):
 
 
 def test_posterior_mean_is_a_stationary_point_of_the_elbo_for_a_nonlinear_rule():
-    from learnrules.inference.vi import elbo, expected_likelihood, linearize
+    from learnrules.inference.variational.vi import elbo, expected_likelihood, linearize
 
     rule = ReinforceBaseline()
     data = small_cohort(rule, n_trials=30)
@@ -157,7 +157,7 @@ def test_a_line_search_that_leaves_the_valid_region_restarts_from_the_last_accep
         return original(self)
 
     monkeypatch.setattr(Objective, "__call__", fails_once)
-    with caplog.at_level("WARNING", logger="learnrules.inference.fit"):
+    with caplog.at_level("WARNING", logger="learnrules.inference.variational.fit"):
         res = fit(data, rule=ReinforceBaseline(), config=config)
     assert "L-BFGS restarted from the last accepted point (1 of 3" in caplog.text
     assert res.elbo == pytest.approx(clean.elbo, abs=1e-3)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from learnrules.inference.fit import FitConfig, fit
+from learnrules.inference.variational.fit import FitConfig, fit
 from learnrules.models.dynamics import DynamicsConfig
 
 import fitting_helpers as helpers

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from learnrules.behavior.load import load_trials
-from learnrules.inference.fit import FitConfig, fit
+from learnrules.inference.variational.fit import FitConfig, fit
 from learnrules.models.hybrid import HybridRule
 from learnrules.models.neural import MLPRule
 from learnrules.other_rules import make_rule

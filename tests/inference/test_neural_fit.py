@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from learnrules.inference.evaluate import gaussian_filter_loglik
-from learnrules.inference.fit import FitConfig, fit
-from learnrules.inference.optimize import StepGuard
+from learnrules.inference.evaluation.evaluate import gaussian_filter_loglik
 from learnrules.inference.result import FitResult
-from learnrules.inference.vi import Hyper, update_posterior
+from learnrules.inference.variational.fit import FitConfig, fit
+from learnrules.inference.variational.optimize import StepGuard
+from learnrules.inference.variational.vi import Hyper, update_posterior
 from learnrules.models.dynamics import DynamicsConfig
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import GRURule, MLPRule

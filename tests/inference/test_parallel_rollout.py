@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from learnrules.inference.parallel_rollout import affine_scan, parallel_trajectory
-from learnrules.inference.rollout import predict_heldout, rollout_loglik, rollout_trajectory, trial_loglik
-from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
+from learnrules.inference.rollout.parallel_rollout import affine_scan, parallel_trajectory
+from learnrules.inference.rollout.rollout import predict_heldout, rollout_loglik, rollout_trajectory, trial_loglik
+from learnrules.inference.rollout.rollout_fit import RolloutConfig, fit_rollout
 from learnrules.models.neural import GRURule, MLPRule
 from learnrules.other_rules import Reinforce, ReinforceBaseline, RewardGatedReinforce
 from learnrules.synthetic import simulate_cohort

@@ -8,10 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from learnrules.inference import rollout_fit
-from learnrules.inference.early_stopping import holdout_sessions
-from learnrules.inference.rollout import estimate_initial_weights, predict_heldout, rollout_loglik, rollout_trajectory
-from learnrules.inference.rollout_fit import RolloutConfig, fit_rollout
+from learnrules.inference.rollout import rollout_fit
+from learnrules.inference.rollout.early_stopping import holdout_sessions
+from learnrules.inference.rollout.rollout import (
+    estimate_initial_weights,
+    predict_heldout,
+    rollout_loglik,
+    rollout_trajectory,
+)
+from learnrules.inference.rollout.rollout_fit import RolloutConfig, fit_rollout
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import GRURule, MLPRule
 from learnrules.models.rule import LearningRule
@@ -198,7 +203,7 @@ class _NanAbove(Reinforce):
 def test_lbfgs_line_search_backs_off_from_a_diverging_rollout(reinforce_sim, caplog, solver):
     cohort = reinforce_sim.tensors()
     start = {"alpha": torch.tensor([0.05, 0.05])}  # the data (alpha 0.1) pull it past 0.06
-    with caplog.at_level(logging.INFO, logger="learnrules.inference.rollout_fit"):
+    with caplog.at_level(logging.INFO, logger="learnrules.inference.rollout.rollout_fit"):
         res = fit_rollout(cohort, _NanAbove(), params=start,
                           config=RolloutConfig(epochs=10, optimizer="lbfgs", solver=solver))
     assert "trials met a diverging rollout and were backed off from" in caplog.text

@@ -7,8 +7,8 @@ from matplotlib.collections import LineCollection, PolyCollection, QuadMesh
 
 from learnrules.behavior import load_trials
 from learnrules.inference import fit
-from learnrules.inference.crossval import RulePredictor, compare_table, cross_validate
-from learnrules.inference.evaluate import rollout_loglik
+from learnrules.inference.evaluation.crossval import RulePredictor, compare_table, cross_validate
+from learnrules.inference.evaluation.evaluate import rollout_loglik
 from learnrules.inference.twin import simulate_twin
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural_grid import rule_drift_grid

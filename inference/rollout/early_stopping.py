@@ -1,7 +1,7 @@
 """Early stopping of rollout fits: which trials to hold out, and when patience runs out.
 
 :func:`holdout_sessions` chooses a share of each animal's sessions to hold out of the loss;
-:func:`early_stop_index` is the patience counter of :func:`~learnrules.inference.rollout_fit.fit_rollout`,
+:func:`early_stop_index` is the patience counter of :func:`~learnrules.inference.rollout.rollout_fit.fit_rollout`,
 a pure function of the held-out scores, so that a recorded path can be read as an early-stopped fit
 (bench/neural_speed.py).
 """

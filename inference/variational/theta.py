@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Normal, Transform, biject_to, transforms
 
-from learnrules.inference.vi import Hyper
+from learnrules.inference.variational.vi import Hyper
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import rule_network
 from learnrules.models.rule import LearningRule

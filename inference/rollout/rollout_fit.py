@@ -1,6 +1,6 @@
 """Fit a rule by deterministic rollout (sigma = 0) with truncated backprop: Liu, Geadah & Pillow (2025).
 
-The weights follow the rule exactly from learnable initial weights (:mod:`learnrules.inference.rollout`);
+The weights follow the rule exactly from learnable initial weights (:mod:`learnrules.inference.rollout.rollout`);
 the loss is the negative Bernoulli log-likelihood per fitted trial (observed, not held out). Gradients flow
 through the whole weight trajectory, truncated every ``tbptt`` trials (the weights and context are detached
 there). All animals of a mini-batch step together over the padded time axis.
@@ -12,12 +12,13 @@ optimized on the unconstrained scale through ``biject_to(constraint)``.
 Two optimizers: Adam on mini-batches of animals with truncated gradients (Liu et al.'s schedule) or exact
 ones (``tbptt=None``), or full-batch L-BFGS on the exact gradient, which a line search needs, optionally after a
 few Adam epochs (``warmup_epochs``). Exact gradients come from the whole rollout, by default solved in parallel
-over trials (:mod:`learnrules.inference.parallel_rollout`). On Liu et al.'s 100 x 2,000 simulation (known
+over trials (:mod:`learnrules.inference.rollout.parallel_rollout`). On Liu et al.'s 100 x 2,000 simulation (known
 initial weights) L-BFGS brought MLP rules to 2-20 nats below the true rule's log-likelihood, or above it, in 900
 s; Adam to 18 nats below in 2,400 s (bench/results/neural_identify*.md, neural_recovery_known_init.md).
 
-The optimizer steps are :class:`~learnrules.inference.rollout_trainer.RolloutTrainer`'s; which trials to hold out
-and when to stop, :mod:`learnrules.inference.early_stopping`'s.
+The optimizer steps are :class:`~learnrules.inference.rollout.rollout_trainer.RolloutTrainer`'s; which trials to
+hold out
+and when to stop, :mod:`learnrules.inference.rollout.early_stopping`'s.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from learnrules.inference.early_stopping import early_stop_index
-from learnrules.inference.rollout import predict_heldout, rollout_loglik
-from learnrules.inference.rollout_trainer import RolloutTrainer
+from learnrules.inference.rollout.early_stopping import early_stop_index
+from learnrules.inference.rollout.rollout import predict_heldout, rollout_loglik
+from learnrules.inference.rollout.rollout_trainer import RolloutTrainer
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule, Params
 
@@ -67,7 +68,7 @@ class RolloutConfig:
     solver : {"parallel", "sequential"}
         How a whole-sequence rollout (L-BFGS; Adam with ``tbptt=None`` or ``update="sequence"``) is
         evaluated: "parallel" solves all trials at once by Newton iterations started from the previous solve's
-        trajectory (:mod:`~learnrules.inference.parallel_rollout`; the same values and gradients, truncated
+        trajectory (:mod:`~learnrules.inference.rollout.parallel_rollout`; the same values and gradients, truncated
         ones too, 5-7x faster on 12 x 10,000 trials); "sequential" steps through the trials.
     lr : float
         Adam learning rate of the rule (network weights or unconstrained parameters).
@@ -219,7 +220,7 @@ def fit_rollout(cohort: CohortTensors, rule: LearningRule, *, config: RolloutCon
         Held-out animals, scored with the mean fitted initial weights, for early stopping and monitoring.
     holdout : Tensor of bool, shape (animals, T), optional
         Instead of ``validation``: trials of the training animals left out of the loss and scored for early
-        stopping and monitoring (e.g. :func:`~learnrules.inference.early_stopping.holdout_sessions`). Their
+        stopping and monitoring (e.g. :func:`~learnrules.inference.rollout.early_stopping.holdout_sessions`). Their
         choices still move the weights, as observed history does, so the score is one-step-ahead prediction of
         choices the fit never saw. (The cohort's own ``held_out`` trials, e.g. a cross-validation fold's test
         sessions, stay out of both the loss and this score.)

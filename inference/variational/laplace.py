@@ -12,11 +12,11 @@ import pandas as pd
 import torch
 from scipy.stats import chi2, norm
 
-from learnrules.inference.theta import Theta
+from learnrules.inference.variational.theta import Theta
 from learnrules.models.rule import LearningRule
 
 if TYPE_CHECKING:
-    from learnrules.inference.optimize import Objective
+    from learnrules.inference.variational.optimize import Objective
 
 __all__ = ["LaplacePosterior", "laplace_covariance", "parameter_table"]
 

@@ -9,7 +9,7 @@ expected log-likelihood of trial ``t`` depends on ``q`` only through ``z_t = x_t
     J = J_prior(theta, m) + sum_t lambda_t x_t x_t^T,   lambda_t = -2 dE_t/dv,
     m <- m + J^{-1} dELBO/dm,
 
-a Newton-like step solved by the banded factor (:mod:`learnrules.inference.banded`); it converges in a
+a Newton-like step solved by the banded factor (:mod:`learnrules.inference.variational.banded`); it converges in a
 handful of iterations. The ELBO needs only the diagonal and first off-diagonal covariance blocks (the
 selected inverse): ``E_q ||w_{t+1} - A_t w_t - c_t||^2`` is closed form in them.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from learnrules.inference.banded import BlockTridiagonal, factor
+from learnrules.inference.variational.banded import BlockTridiagonal, factor
 from learnrules.models.dynamics import is_random_walk, linearized_drift, rule_contexts, transition_sd
 from learnrules.models.glm import expected_log_likelihood
 from learnrules.models.inputs import CohortTensors

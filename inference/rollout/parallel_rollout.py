@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from learnrules.inference.sequential_rollout import rollout_trajectory
+from learnrules.inference.rollout.sequential_rollout import rollout_trajectory
 from learnrules.models.rule import LearningRule, Params
 
 __all__ = ["affine_scan", "ParallelRollout", "parallel_trajectory"]
@@ -130,7 +130,7 @@ def _sequential(rule: LearningRule, params: Params, x: Tensor, y: Tensor, r: Ten
 def parallel_trajectory(rule: LearningRule, params: Params, x: Tensor, y: Tensor, r: Tensor, mask: Tensor,
                         w0: Tensor, *, guess: Tensor | None = None, truncate: int | None = None,
                         tol: float = 1e-10, max_iter: int = 50) -> ParallelRollout:
-    """Solve the rollout of :func:`~learnrules.inference.rollout.rollout_trajectory` by Newton iterations.
+    """Solve the rollout of :func:`~learnrules.inference.rollout.rollout.rollout_trajectory` by Newton iterations.
 
     Same arguments (the whole sequence from the rule's initial context) and the same values and gradients,
     to rounding. ``guess`` (shape ``(A, T, K)``, e.g. the trajectory of the previous evaluation) starts the

@@ -1,7 +1,7 @@
 """The deterministic rollout stepped trial by trial: the reference solver of ``w_{t+1} = w_t + drift``.
 
-:mod:`~learnrules.inference.parallel_rollout` solves the same recurrence for all trials at once and falls back
-to this loop; :mod:`~learnrules.inference.rollout` builds likelihoods and held-out prediction on both.
+:mod:`~learnrules.inference.rollout.parallel_rollout` solves the same recurrence for all trials at once and falls back
+to this loop; :mod:`~learnrules.inference.rollout.rollout` builds likelihoods and held-out prediction on both.
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from learnrules.inference.filters import FilterInputs, run_gaussian_filter, run_particle_filter
-from learnrules.inference.rollout import rollout_weights, warn_impossible_choices
+from learnrules.inference.evaluation.filters import FilterInputs, run_gaussian_filter, run_particle_filter
+from learnrules.inference.rollout.rollout import rollout_weights, warn_impossible_choices
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule, Params, as_params
 

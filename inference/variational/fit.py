@@ -2,7 +2,8 @@
 
 For given hyperparameters ``theta`` (log noise sd, optional per-animal initial weights, unconstrained rule
 parameters) the optimal Gaussian ``q(w)`` of every animal is found by Gauss-Newton steps through banded
-solves (:func:`learnrules.inference.vi.update_posterior`, warm-started). With ``q`` at its optimum the partial
+solves (:func:`~learnrules.inference.variational.vi.update_posterior`, warm-started). With ``q`` at its optimum
+the partial
 gradient of the ELBO in ``theta`` at fixed ``q`` is the gradient of the collapsed bound (envelope theorem), so
 ``theta`` follows L-BFGS (or Adam) on ``ELBO + log prior(rule parameters)``. Convergence is judged on window
 means of the ELBO trace. Rule parameters and noise then get a Laplace posterior: the Hessian of the collapsed
@@ -17,7 +18,7 @@ the end). ``start=`` warm-starts the hyperparameters at an earlier fit's. Networ
 posterior; the trained network comes back in
 ``FitResult.rule_state`` / ``FitResult.rule_config`` and the caller's rule is never modified.
 
-The objective and the steps on it are :mod:`learnrules.inference.optimize`'s.
+The objective and the steps on it are :mod:`learnrules.inference.variational.optimize`'s.
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ import pyro
 import torch
 
 from learnrules.behavior.trials import TrialData
-from learnrules.inference.laplace import LaplacePosterior, laplace_covariance, parameter_table
-from learnrules.inference.optimize import Objective, optimize
 from learnrules.inference.result import FitResult
-from learnrules.inference.theta import Theta
-from learnrules.inference.vi import Posterior
+from learnrules.inference.variational.laplace import LaplacePosterior, laplace_covariance, parameter_table
+from learnrules.inference.variational.optimize import Objective, optimize
+from learnrules.inference.variational.theta import Theta
+from learnrules.inference.variational.vi import Posterior
 from learnrules.models.dynamics import DynamicsConfig
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import NeuralRule

@@ -1,4 +1,4 @@
-"""Filters behind :mod:`learnrules.inference.evaluate`: a bootstrap particle filter and a Gaussian (ADF) filter.
+"""Filters behind :mod:`~learnrules.inference.evaluation.evaluate`: a bootstrap particle and a Gaussian (ADF) filter.
 
 Particles are laid out ``(animals, replicates, particles, K)``: every replicate is an independent filter, so
 the spread of their totals measures the Monte Carlo error. The loop runs over trials only.

@@ -32,7 +32,7 @@ import pandas as pd
 from scipy import stats
 
 from learnrules.behavior.trials import AnimalTrials, TrialData
-from learnrules.inference.evaluate import PredictiveScore, particle_filter_loglik, rollout_loglik
+from learnrules.inference.evaluation.evaluate import PredictiveScore, particle_filter_loglik, rollout_loglik
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule
 

@@ -1,7 +1,7 @@
-"""The outer loop of :func:`~learnrules.inference.fit.fit`: the collapsed objective and the steps on it.
+"""The outer loop of :func:`~learnrules.inference.variational.fit.fit`: the collapsed objective and the steps on it.
 
 :class:`Objective` re-optimizes every animal's posterior q(w) for the current hyperparameters (warm-started
-banded Gauss-Newton solves, :func:`~learnrules.inference.vi.update_posterior`) and returns
+banded Gauss-Newton solves, :func:`~learnrules.inference.variational.vi.update_posterior`) and returns
 ``-(ELBO + log prior) / scale``, whose gradient in the hyperparameters is the collapsed bound's (envelope
 theorem); mini-batched, a random subset of animals stands for the cohort. :func:`optimize` steps the
 hyperparameters by L-BFGS or Adam on it, with a guard that undoes Adam steps after which the ELBO fell
@@ -20,15 +20,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from learnrules.inference.theta import Theta
-from learnrules.inference.vi import Posterior, elbo, linearize, update_posterior
+from learnrules.inference.variational.theta import Theta
+from learnrules.inference.variational.vi import Posterior, elbo, linearize, update_posterior
 from learnrules.models.dynamics import drift_sequence
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import rule_network
 from learnrules.models.rule import LearningRule
 
 if TYPE_CHECKING:
-    from learnrules.inference.fit import FitConfig
+    from learnrules.inference.variational.fit import FitConfig
 
 __all__ = ["Objective", "StepGuard", "optimize", "uses_adam"]
 

@@ -1,9 +1,9 @@
-"""The mutable state of one rollout fit and its optimizer steps: :func:`~learnrules.inference.rollout_fit.fit_rollout`.
+"""The mutable state of one rollout fit and its optimizer steps (:func:`~.rollout_fit.fit_rollout`).
 
 A :class:`RolloutTrainer` owns a copy of the rule, its unconstrained parameters and network, the initial
 weights and both optimizers: Adam on mini-batches of animals (Liu et al.'s truncated-backprop schedule, or
 exact gradients) and full-batch L-BFGS on the exact rollout likelihood. Rollouts are solved in parallel over
-trials (:mod:`learnrules.inference.parallel_rollout`) or stepped trial by trial (``config.solver``).
+trials (:mod:`learnrules.inference.rollout.parallel_rollout`) or stepped trial by trial (``config.solver``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from learnrules.inference.parallel_rollout import parallel_trajectory
-from learnrules.inference.rollout import (
+from learnrules.inference.rollout.parallel_rollout import parallel_trajectory
+from learnrules.inference.rollout.rollout import (
     constrained_params,
     estimate_initial_weights,
     rollout_trajectory,
@@ -28,7 +28,7 @@ from learnrules.models.neural import rule_network
 from learnrules.models.rule import LearningRule, Params
 
 if TYPE_CHECKING:
-    from learnrules.inference.rollout_fit import RolloutConfig
+    from learnrules.inference.rollout.rollout_fit import RolloutConfig
 
 __all__ = ["RolloutTrainer"]
 

@@ -2,7 +2,7 @@
 
 The weights follow the rule exactly, ``w_{t+1} = w_t + drift(w_t, x_t, y_t, r_t, c_t)`` (no update on
 trials without a choice), from given initial weights: the model of Liu, Geadah & Pillow (2025), fitted by
-:func:`learnrules.inference.rollout_fit.fit_rollout`.
+:func:`learnrules.inference.rollout.rollout_fit.fit_rollout`.
 
 Held-out animals (:func:`predict_heldout`) are predicted with the fitted shared rule from initial weights
 that are either given (e.g. the mean of the training animals' initial weights) or fitted, with the rule
@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import biject_to
 
-from learnrules.inference.parallel_rollout import parallel_trajectory
-from learnrules.inference.sequential_rollout import rollout_trajectory
+from learnrules.inference.rollout.parallel_rollout import parallel_trajectory
+from learnrules.inference.rollout.sequential_rollout import rollout_trajectory
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule, Params
 
@@ -57,7 +57,8 @@ def rollout_weights(cohort: CohortTensors, rule: LearningRule, params: Params, i
     """Weights of a deterministic rollout on every trial, shape ``(animals, T, K)``, without gradients.
 
     ``init_weights`` is ``(animals, K)`` or ``(K,)`` (shared). ``solver="parallel"`` solves the rollouts of
-    up to ``max_solve`` animal-trials at once (:func:`~learnrules.inference.parallel_rollout.parallel_trajectory`,
+    up to ``max_solve`` animal-trials at once
+    (:func:`~learnrules.inference.rollout.parallel_rollout.parallel_trajectory`,
     the same values to rounding, several times faster); "sequential" steps through the trials in chunks of
     ``chunk``.
     """
