@@ -20,8 +20,8 @@ _EPILOG = """examples:
   learnrules demo                                      # the whole pipeline on the embedded example (~5 min)
   learnrules simulate --rule reinforce --animals 5 --trials 2000 --seed 1 --out sim.csv
   learnrules fit sim.csv --rule reinforce-baseline --features bias,stimulus --out fit_rb
-  learnrules fit trials.parquet --rule mlp --budget 300 --out fit_mlp
-  learnrules compare sim.csv --rules zero,reinforce,reinforce-baseline,mlp --folds 5 --out cmp
+  learnrules fit trials.parquet --rule reinforce-baseline+mlp --out fit_hybrid
+  learnrules compare sim.csv --rules zero,reinforce,reinforce-baseline,reinforce-baseline+mlp --folds 5 --out cmp
   learnrules recover --rule reinforce-baseline --animals 8 --trials 3000 --seed 0 --out rec
 
 run 'learnrules COMMAND --help' for the options of a command."""
@@ -173,7 +173,8 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
                                    "compare.csv, summary.json and figures/comparison.png into --out.",
                        epilog="example: learnrules compare trials.csv --rules zero,reinforce-baseline,mlp --out cmp")
     _table_input(p)
-    p.add_argument("--rules", default="zero,reinforce-baseline,mlp,gru", help="comma-separated rules")
+    p.add_argument("--rules", default="zero,reinforce-baseline,reinforce-baseline+mlp",
+                   help="comma-separated rules (default zero,reinforce-baseline,reinforce-baseline+mlp)")
     p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     p.add_argument("--scheme", choices=("animals", "sessions"), default="animals",
                    help="hold out whole animals (Liu et al.) or sessions within animals, which stay in the fit's "

@@ -124,6 +124,23 @@ def test_fit_neural_rule_saves_its_network(table, tmp_path):
     assert summary["network"]["hidden"] == [32, 32]
 
 
+def test_fit_hybrid_rule_writes_its_network_and_what_the_parametric_rule_misses(table, tmp_path):
+    out = tmp_path / "hybrid"
+    argv = ["fit", str(table), "--rule", "reinforce-baseline+gru", "--max-steps", "2", "--draws", "5", "-q"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    rule = load_neural_rule(out / "rule.pt")
+    assert rule.name == "ReinforceBaseline+GRU" and rule.config.base == "reinforce-baseline"
+    assert rule.config.max_update is not None and rule.config.hidden == (16, 16)  # the variational defaults
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "variational" and summary["n_steps"] <= 2 and not summary["converged"]
+    assert "started at the reinforce-baseline fit" in summary["note"] and "NOT converged" in summary["note"]
+    assert set(summary["params"]) == {"alpha", "beta"}
+    for fig in ("rule_map", "network_map", "drift_field", "learning_curves"):
+        assert (out / "figures" / f"{fig}.png").read_bytes()[:8] == PNG
+    idata = az.from_netcdf(out / "posterior.nc")
+    assert {"alpha", "beta"} <= set(idata.posterior.data_vars)
+
+
 def test_rollout_predictions_use_the_weight_noise_best_on_the_held_out_sessions(table, monkeypatch):
     calls, real = [], workflow.fit_rollout
 
