@@ -2,7 +2,9 @@
 
 Each animal's sessions are split into 5 folds (``session_folds``); every rule is refitted per fold with the
 fold's sessions held out of the likelihood (their choices still move the weights) and scores them one step
-ahead (Gaussian filter). Reported per rule: the mean held-out log-likelihood per trial over folds with its
+ahead (Gaussian filter); the neural and hybrid rules start from the fold's REINFORCE+baseline fit, as in
+``learnrules compare`` (their seconds are the network stage's). Reported per rule: the mean held-out
+log-likelihood per trial over folds with its
 SE across folds, and the paired difference to REINFORCE+baseline with its SE across folds. Rules are fitted as
 ``learnrules compare --scheme sessions`` fits them (``learnrules.workflow.fit_model``, no intervals).
 
@@ -28,9 +30,9 @@ import pandas as pd
 from learnrules.behavior import load_trials
 from learnrules.behavior.psytrack import load_psytrack_rat
 from learnrules.data import load_ibl_mouse
-from learnrules.inference.evaluation.crossval import cross_validate, session_folds
+from learnrules.inference.evaluation.crossval import session_folds
 from learnrules.inference.variational.fit import FitConfig
-from learnrules.workflow import FitPredictor, fit_model
+from learnrules.workflow import cross_validate_rules, fit_model
 
 from report import markdown, setup
 
@@ -52,18 +54,16 @@ def main() -> None:
     folds = session_folds(data, k=5, seed=0)
     seconds: dict[str, list[float]] = {}
 
-    def fitter(name: str):  # noqa: ANN202
-        def fit_fold(train):  # noqa: ANN001, ANN202
-            began = time.perf_counter()
-            model = fit_model(train, name, features=features, seed=0, budget_s=args.budget, progress=False,
-                              config=FitConfig(param_posterior="none"))
-            seconds.setdefault(name, []).append(time.perf_counter() - began)
-            logger.info("%s: %s", name, model.note or "converged" if model.result.converged else "not converged")
-            return FitPredictor(model)
-        return fit_fold
+    def fit(train, name, start):  # noqa: ANN001, ANN202
+        began = time.perf_counter()
+        model = fit_model(train, name, features=features, seed=0, budget_s=args.budget, progress=False,
+                          config=FitConfig(param_posterior="none"), start=start)
+        seconds.setdefault(name, []).append(time.perf_counter() - began)
+        logger.info("%s: %s", name, model.note or ("converged" if model.result.converged else "not converged"))
+        return model
 
     rules = args.rules.split(",")
-    cv = cross_validate(data, {name: fitter(name) for name in rules}, folds=folds)
+    cv = cross_validate_rules(data, rules, fit, folds=folds)
     per_fold = cv.groupby(["rule", "fold"]).apply(lambda g: g["loglik"].sum() / g["n_trials"].sum(),
                                                   include_groups=False).unstack("fold")
     reference = per_fold.loc["reinforce-baseline"] if "reinforce-baseline" in per_fold.index else None

@@ -19,8 +19,9 @@ import torch
 
 from learnrules.behavior.load import load_trials
 from learnrules.behavior.trials import TrialData
-from learnrules.inference.evaluation.crossval import compare_table, cross_validate
+from learnrules.inference.evaluation.crossval import compare_table
 from learnrules.inference.evaluation.evaluate import gaussian_filter_loglik
+from learnrules.inference.result import FitResult
 from learnrules.inference.variational.fit import FitConfig
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural_grid import STIMULUS_FEATURES
@@ -40,6 +41,7 @@ from learnrules.workflow import (
     FitPredictor,
     FittedModel,
     check_rule_name,
+    cross_validate_rules,
     fit_model,
     is_neural,
     parse_list,
@@ -70,21 +72,25 @@ def _load(args: argparse.Namespace) -> TrialData:
 
 
 def _fit(data: TrialData, name: str, args: argparse.Namespace, features: Sequence[str], *,
-         intervals: bool = True) -> FittedModel:
+         intervals: bool = True, start: FitResult | None = None) -> FittedModel:
     if getattr(args, "draws", None) is not None and args.draws < 1:  # checked before a fit that may take minutes
         raise ValueError(f"--draws must be >= 1, got {args.draws}")
     return fit_model(data, name, features=features, seed=args.seed, budget_s=args.budget,
                      config=FitConfig(param_posterior="laplace" if intervals else "none"), max_steps=args.max_steps,
                      method=args.method, progress=progress_flag(args), hidden=args.hidden,
-                     activation=args.activation, restarts=args.restarts if is_neural(name) else 1)
+                     activation=args.activation, restarts=args.restarts if is_neural(name) else 1, start=start)
 
 
 def run_compare(data: TrialData, rules: Sequence[str], args: argparse.Namespace, features: Sequence[str], *,
                 scheme: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Cross-validate ``rules`` on ``data``; return the per-animal table and the comparison table."""
-    fit_fns = {name: (lambda train, name=name: FitPredictor(_fit(train, name, args, features, intervals=False)))
-               for name in rules}
-    cv = cross_validate(data, fit_fns, scheme=scheme, k=args.folds, seed=args.seed)
+    """Cross-validate ``rules`` on ``data``; return the per-animal table and the comparison table.
+
+    In each fold a parametric rule is fitted once: the neural and hybrid rules that start from it (and the rule
+    itself, when compared) share that fit.
+    """
+    cv = cross_validate_rules(data, rules, lambda train, name, start: _fit(train, name, args, features,
+                                                                           intervals=False, start=start),
+                              scheme=scheme, k=args.folds, seed=args.seed)
     return cv, compare_table(cv)
 
 

@@ -32,13 +32,14 @@ from learnrules.behavior.summary import summarize
 from learnrules.behavior.trials import TrialData
 from learnrules.commands import emit, progress_flag
 from learnrules.data import example_metadata, load_example
-from learnrules.inference.evaluation.crossval import animal_folds, compare_table, cross_validate
+from learnrules.inference.evaluation.crossval import animal_folds, compare_table
+from learnrules.inference.result import FitResult
 from learnrules.inference.variational.fit import FitConfig
 from learnrules.other_rules.registry import make_rule
 from learnrules.outputs import write_fit, write_json
 from learnrules.plots import plot_comparison
 from learnrules.synthetic.examples import make_example_cohort
-from learnrules.workflow import FitPredictor, FittedModel, fit_model
+from learnrules.workflow import FittedModel, cross_validate_rules, fit_model
 
 __all__ = ["DEMO_RULES", "cmd_demo"]
 
@@ -60,14 +61,13 @@ def _fit_all(data: TrialData, args: argparse.Namespace) -> dict[str, FittedModel
 
 def _compare(data: TrialData, args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
     emit(f"cross-validating on held-out animals ({_FOLDS} folds, every rule refitted per fold) ...")
-    budget, config = args.budget, FitConfig(param_posterior="none")
+    config = FitConfig(param_posterior="none")
 
-    def fitter(name: str):  # noqa: ANN202
-        return lambda train: FitPredictor(fit_model(train, name, seed=args.seed, budget_s=budget, config=config,
-                                                    progress=progress_flag(args)))
+    def fit(train: TrialData, name: str, start: FitResult | None) -> FittedModel:
+        return fit_model(train, name, seed=args.seed, budget_s=args.budget, config=config, start=start,
+                         progress=progress_flag(args))
 
-    cv = cross_validate(data, {name: fitter(name) for name in DEMO_RULES},
-                        folds=animal_folds(data, k=_FOLDS, seed=args.seed))
+    cv = cross_validate_rules(data, DEMO_RULES, fit, folds=animal_folds(data, k=_FOLDS, seed=args.seed))
     return cv, compare_table(cv)
 
 

@@ -25,9 +25,11 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import torch
 
 from learnrules.behavior.trials import TrialData
+from learnrules.inference.evaluation.crossval import Fold, cross_validate
 from learnrules.inference.evaluation.evaluate import PredictiveScore, gaussian_filter_loglik
 from learnrules.inference.result import FitResult
 from learnrules.inference.rollout.early_stopping import holdout_sessions
@@ -43,8 +45,8 @@ from learnrules.other_rules.registry import RULES, make_rule
 
 __all__ = ["ADAM_ROLLOUT_CONFIG", "LBFGS_ROLLOUT_CONFIG", "MAX_UPDATE", "NEURAL_ACTIVATION", "NEURAL_FIT_CONFIG",
            "NEURAL_HIDDEN", "NEURAL_RULES", "RULE_NAMES", "TEACHER", "FittedModel", "FitPredictor", "build_rule",
-           "check_rule_name", "fit_model", "is_neural", "network_part", "parse_list", "rollout_to_result",
-           "split_rule_name"]
+           "check_rule_name", "cross_validate_rules", "fit_model", "is_neural", "network_part", "parse_list",
+           "rollout_to_result", "split_rule_name", "stage_one"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,12 @@ def split_rule_name(name: str) -> tuple[str, str | None]:
         return "zero", name
     base, plus, kind = name.partition("+")
     return (base, kind) if plus else (name, None)
+
+
+def stage_one(name: str) -> str:
+    """Return the parametric rule a neural or hybrid rule's fit starts from (:data:`TEACHER` for a plain network)."""
+    base = split_rule_name(name)[0]
+    return TEACHER if base == "zero" else base
 
 
 def check_rule_name(name: str) -> str:
@@ -261,7 +269,7 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
               seed: int | None = None, budget_s: float = 900.0, config: FitConfig | None = None,
               method: Literal["variational", "rollout"] = "variational", progress: bool | None = None,
               hidden: Sequence[int] | None = None, activation: Activation | None = None,
-              restarts: int = 1, max_steps: int | None = None) -> FittedModel:
+              restarts: int = 1, max_steps: int | None = None, start: FitResult | None = None) -> FittedModel:
     """Fit the rule called ``name`` to ``data``.
 
     Parameters
@@ -295,6 +303,10 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
     max_steps : int, optional
         Cap on the optimizer steps of every variational stage (and on the epochs of a rollout fit); default:
         the configs' own.
+    start : FitResult, optional
+        Neural and hybrid rules: an existing fit of their parametric stage (:func:`stage_one`) to the same
+        data, used instead of fitting it again (``compare`` fits it once per fold for all the rules that
+        start there). Ignored with ``restarts`` > 1, whose parametric stage leaves sessions out.
 
     Returns
     -------
@@ -322,7 +334,7 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
     if is_neural(name):
         return _fit_staged(name, cohort, seed=seed, budget_s=budget_s, config=config, progress=progress,
                            hidden=hidden or NEURAL_HIDDEN, activation=activation or NEURAL_ACTIVATION,
-                           restarts=restarts, max_steps=max_steps)
+                           restarts=restarts, max_steps=max_steps, start=start)
     rule = build_rule(name, cohort.n_features)
     result = fit(cohort, rule=rule, config=config, seed=seed, progress=progress)
     note = "" if result.converged else f"not converged after {result.n_steps} steps ({result.elapsed_s:.0f} s)"
@@ -352,7 +364,7 @@ def _holdout_score(result: FitResult, rule: LearningRule, cohort: CohortTensors,
 
 def _fit_staged(name: str, cohort: CohortTensors, *, seed: int | None, budget_s: float, config: FitConfig | None,
                 progress: bool | None, hidden: Sequence[int], activation: Activation, restarts: int,
-                max_steps: int | None) -> FittedModel:
+                max_steps: int | None, start: FitResult | None) -> FittedModel:
     """Fit the parametric stage of ``name``, then its network warm-started there.
 
     A hybrid's network starts at exactly zero on top of its fitted parametric rule. A plain ``mlp`` / ``gru``
@@ -364,11 +376,13 @@ def _fit_staged(name: str, cohort: CohortTensors, *, seed: int | None, budget_s:
     """
     began = time.perf_counter()
     base_name, kind = split_rule_name(name)
-    stage_one = TEACHER if base_name == "zero" else base_name
-    base_rule = build_rule(stage_one, cohort.n_features)
+    base_rule = build_rule(stage_one(name), cohort.n_features)
+    if start is not None and (start.rule_name != base_rule.name or start.subjects != cohort.subjects):
+        raise ValueError(f"start= must be a {base_rule.name} fit of the same animals, got a {start.rule_name} fit "
+                         f"of {len(start.subjects)} animals")
     base_config = replace(config or FitConfig(), param_posterior="none")
     net_config = replace(NEURAL_FIT_CONFIG, time_budget_s=budget_s, max_steps=max_steps or NEURAL_FIT_CONFIG.max_steps)
-    notes = [f"started at the {stage_one} fit"]
+    notes = [f"started at the {stage_one(name)} fit"]
 
     def network(run_seed: int | None, base: FitResult, data: CohortTensors) -> NeuralRule:
         if base_name != "zero":
@@ -382,7 +396,7 @@ def _fit_staged(name: str, cohort: CohortTensors, *, seed: int | None, budget_s:
 
     validation: dict[str, float] = {}
     if restarts == 1:
-        base = fit(cohort, rule=base_rule, config=base_config, seed=seed, progress=progress)
+        base = start or fit(cohort, rule=base_rule, config=base_config, seed=seed, progress=progress)
         result = fit(cohort, rule=network(seed, base, cohort), config=net_config, seed=seed, progress=progress,
                      start=base)
     else:
@@ -415,6 +429,35 @@ def _fit_staged(name: str, cohort: CohortTensors, *, seed: int | None, budget_s:
                      f"{validation['heldout_spread']:.5f} nats/trial)")
     return FittedModel(name, result.neural_rule(), result, "variational", "; ".join(dict.fromkeys(notes)),
                        validation)
+
+
+def cross_validate_rules(data: TrialData, rules: Sequence[str],
+                         fit: Callable[[TrialData, str, FitResult | None], FittedModel], *,
+                         folds: Sequence[Fold] | None = None, scheme: Literal["animals", "sessions"] = "animals",
+                         k: int = 5, seed: int | None = 0) -> pd.DataFrame:
+    """Cross-validate ``rules``, fitting each fold's parametric stages once.
+
+    ``fit(train, name, start)`` fits one rule (``start``: the fold's fit of its parametric stage, for neural and
+    hybrid rules; None otherwise), e.g. ``lambda train, name, start: fit_model(train, name, start=start)``. A
+    parametric rule in ``rules`` and every neural or hybrid rule that starts from it share one fit per fold.
+    Other arguments and the returned table as :func:`~learnrules.inference.evaluation.crossval.cross_validate`.
+    """
+    fitted: dict[tuple[int, str], tuple[TrialData, FittedModel]] = {}  # holds train: its id stays unique
+
+    def parametric(train: TrialData, name: str) -> FittedModel:
+        key = (id(train), name)
+        if key not in fitted:
+            fitted[key] = (train, fit(train, name, None))
+        return fitted[key][1]
+
+    def fitter(name: str) -> Callable[[TrialData], FitPredictor]:
+        def fit_fold(train: TrialData) -> FitPredictor:
+            if is_neural(name):
+                return FitPredictor(fit(train, name, parametric(train, stage_one(name)).result))
+            return FitPredictor(parametric(train, name))
+        return fit_fold
+
+    return cross_validate(data, {name: fitter(name) for name in rules}, folds=folds, scheme=scheme, k=k, seed=seed)
 
 
 def _initial_prior(result: FitResult) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ from learnrules.models.neural import MLPRule
 from learnrules.other_rules import make_rule
 from learnrules.synthetic import simulate_cohort
 from learnrules.synthetic.agent import simulate_agents
-from learnrules.workflow import NEURAL_FIT_CONFIG, FitPredictor, fit_model
+from learnrules.workflow import NEURAL_FIT_CONFIG, FitPredictor, cross_validate_rules, fit_model
 
 BASE = FitConfig(param_posterior="none")
 
@@ -108,3 +108,20 @@ def test_restarts_choose_on_held_out_sessions_and_report_the_spread(cohort):
     assert model.validation["heldout_ll"] == max(scores)
     assert model.validation["heldout_spread"] == pytest.approx(max(scores) - min(scores))
     assert "best of 2 initializations" in model.note
+
+
+def test_cross_validation_fits_each_parametric_stage_once_per_fold(cohort):
+    sim, _ = cohort
+    calls = []
+
+    def fit(train, name, start):
+        calls.append((id(train), name, None if start is None else start.rule_name))
+        return fit_model(train, name, start=start, max_steps=2, config=BASE, progress=False)
+
+    cv = cross_validate_rules(_trials(sim), ["reinforce-baseline+mlp", "reinforce-baseline", "mlp"], fit, k=3)
+    assert len(calls) == 3 * 3 and len({c[0] for c in calls}) == 3  # three folds, three fits each
+    for fold in {c[0] for c in calls}:
+        names = sorted((c[1], c[2]) for c in calls if c[0] == fold)
+        assert names == [("mlp", "ReinforceBaseline"), ("reinforce-baseline", None),
+                         ("reinforce-baseline+mlp", "ReinforceBaseline")]
+    assert set(cv["rule"]) == {"reinforce-baseline+mlp", "reinforce-baseline", "mlp"}
