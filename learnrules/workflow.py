@@ -54,12 +54,14 @@ NEURAL_RULES = ("mlp", "gru")
 # The network part of a variational neural or hybrid fit: largest change of a weight in one trial it can add.
 MAX_UPDATE = 0.1
 # Variational settings of the network stage (bench/neural_converge.py): full-batch L-BFGS on the collapsed ELBO
-# per trial, posteriors re-solved warm-started at each evaluation; converged when the ELBO's 5-step window means
-# change by less than 2e-6 of its size or no gradient entry exceeds 1e-6 nats/trial. The time budget is a cap.
-# The output layer's Normal(0, 0.01) prior keeps the network from fitting noise: on 4 animals x 3,000 trials a
-# hybrid without it gained 15 nats of ELBO and lost 0.0033 nats/trial on held-out animals; with it, +0.00007.
+# per trial, posteriors re-solved warm-started at each evaluation (at most 10 Gauss-Newton iterations: the line
+# search's far trial points otherwise cost up to 50, ~12 s each on 6 x 3,000 trials, and any q gives a valid
+# bound); converged when the ELBO's 5-step window means change by less than 2e-6 of its size, no gradient entry
+# exceeds 1e-6 nats/trial, or a line search finds no better point. The time budget is a cap. The output
+# layer's Normal prior (sd 0.01) keeps the network from fitting noise: on 4 animals x 3,000 trials a hybrid
+# without it gained 15 nats of ELBO and lost 0.0033 nats/trial on held-out animals; with it, +0.00007.
 NEURAL_FIT_CONFIG = FitConfig(optimizer="lbfgs", param_posterior="none", max_steps=1000, window=5, tol=2e-6,
-                              grad_tol=1e-6, log_every=10, network_prior_sd=0.01)
+                              grad_tol=1e-6, log_every=10, network_prior_sd=0.01, inner_max_iter=10)
 # Rollout settings (bench/results/rollout_method_*.md): both stop after 5 epochs without improvement on 20% of
 # the sessions, held out of the loss (:func:`holdout_sessions`), and keep their best state. MLP rules: 50
 # epochs of Liu et al.'s schedule (Adam lr 3e-3, backprop truncated every 100 trials, one step per epoch),
