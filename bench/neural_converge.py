@@ -145,7 +145,8 @@ def part_speed(args: argparse.Namespace) -> list[dict]:
     train, test = TrialData(data.animals[:args.animals]), TrialData(data.animals[args.animals:])
     tensors = {k: CohortTensors.from_trials(v, ("bias", "stimulus"), dtype=torch.float64)
                for k, v in (("train", train), ("test", test))}
-    oracle = predict_heldout(tensors["test"], sim.rule, sim.params, init_weights=torch.zeros(2)).loglik_per_trial
+    oracle = predict_heldout(tensors["test"], sim.rule, as_params(sim.params, torch.float64),
+                             init_weights=torch.zeros(2, dtype=torch.float64)).loglik_per_trial
     rows = []
     for name in ("mlp", "reinforce+mlp"):
         model = fit_model(train, name, seed=0, progress=False, config=FitConfig(param_posterior="none"))
