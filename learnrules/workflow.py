@@ -6,10 +6,11 @@ whatever the method, so writing outputs, scoring and plotting never branch on it
 - parametric rules and the random walk (``zero``): the structured variational fit
   (:func:`learnrules.inference.variational.fit`);
 - neural rules (``mlp``, ``gru``) and hybrids (``reinforce-baseline+mlp``, ``delta+gru``: any fittable
-  registry rule before the ``+``): fitted in two stages, the parametric rule first (the random walk for a plain
-  ``mlp`` / ``gru``), then its hybrid with a network whose bounded output starts at zero
-  (:class:`~learnrules.models.hybrid.HybridRule`), warm-started at that fit and optimized with the rule's
-  parameters and the noise by full-batch L-BFGS to a tolerance (:data:`NEURAL_FIT_CONFIG`); or the deterministic
+  registry rule before the ``+``): fitted in two stages, the parametric rule first, then its hybrid with a
+  network whose bounded output starts at zero (:class:`~learnrules.models.hybrid.HybridRule`; a plain ``mlp`` /
+  ``gru`` is instead a network distilled from a fitted :data:`TEACHER`), warm-started at that fit and optimized
+  with the rule's parameters and the noise by full-batch L-BFGS to a tolerance (:data:`NEURAL_FIT_CONFIG`); or
+  the deterministic
   rollout fit (``method="rollout"``: sigma = 0, Liu et al. 2025;
   :func:`learnrules.inference.rollout.rollout_fit.fit_rollout`, :data:`LBFGS_ROLLOUT_CONFIG`), whose rolled-out weights
   fill the result with zero posterior sd and zero noise.
@@ -378,13 +379,14 @@ def _fit_staged(name: str, cohort: CohortTensors, *, seed: int | None, budget_s:
     """
     began = time.perf_counter()
     base_name, kind = split_rule_name(name)
-    base_rule = build_rule(stage_one(name), cohort.n_features)
+    first = stage_one(name)
+    base_rule = build_rule(first, cohort.n_features)
     if start is not None and (start.rule_name != base_rule.name or start.subjects != cohort.subjects):
         raise ValueError(f"start= must be a {base_rule.name} fit of the same animals, got a {start.rule_name} fit "
                          f"of {len(start.subjects)} animals")
     base_config = replace(config or FitConfig(), param_posterior="none")
     net_config = replace(NEURAL_FIT_CONFIG, time_budget_s=budget_s, max_steps=max_steps or NEURAL_FIT_CONFIG.max_steps)
-    notes = [f"started at the {stage_one(name)} fit"]
+    notes = [f"started at the {first} fit"]
 
     def network(run_seed: int | None, base: FitResult, data: CohortTensors) -> NeuralRule:
         if base_name != "zero":
@@ -493,8 +495,7 @@ class FitPredictor:
         own = {s: i for i, s in enumerate(res.subjects)}
         mean = np.stack([res.weights_mean[own[s], 0] if s in own else pop_mean for s in cohort.subjects])
         sd = np.stack([res.weights_sd[own[s], 0] if s in own else pop_sd for s in cohort.subjects])
-        params = res.params
-        return gaussian_filter_loglik(cohort, self.model.scoring_rule, params, sigma=res.sigma, init_mean=mean,
+        return gaussian_filter_loglik(cohort, self.model.scoring_rule, res.params, sigma=res.sigma, init_mean=mean,
                                       init_sd=np.maximum(sd, 1e-6), sigma_session=res.sigma_session)
 
 

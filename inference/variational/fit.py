@@ -3,15 +3,16 @@
 For given hyperparameters ``theta`` (log noise sd, optional per-animal initial weights, unconstrained rule
 parameters) the optimal Gaussian ``q(w)`` of every animal is found by Gauss-Newton steps through banded
 solves (:func:`~learnrules.inference.variational.vi.update_posterior`, warm-started). With ``q`` at its optimum
-the partial
-gradient of the ELBO in ``theta`` at fixed ``q`` is the gradient of the collapsed bound (envelope theorem), so
+the partial gradient of the ELBO in ``theta`` at fixed ``q`` is the gradient of the collapsed bound (envelope
+theorem), so
 ``theta`` follows L-BFGS (or Adam) on ``ELBO + log prior(rule parameters)``. Convergence is judged on window
 means of the ELBO trace. Rule parameters and noise then get a Laplace posterior: the Hessian of the collapsed
 objective in the unconstrained space, by central differences of its envelope gradient.
 
 A neural rule (:class:`~learnrules.models.neural.MLPRule`, :class:`~learnrules.models.neural.GRURule`,
 :class:`~learnrules.models.hybrid.HybridRule`) is fitted the same way: the tensors of a copy of its network
-are extra leaves of ``theta`` (shared by all animals, no prior), stepped with the other hyperparameters by
+are extra leaves of ``theta`` (shared by all animals; only the output layer has a prior, see
+``FitConfig.network_prior_sd``), stepped with the other hyperparameters by
 full-batch L-BFGS to a tolerance, or by Adam, optionally on mini-batches of animals (each step re-optimizes
 the batch's posteriors, warm-started, and uses their ELBO scaled by ``N / B``; all posteriors are refreshed at
 the end). ``start=`` warm-starts the hyperparameters at an earlier fit's. Network tensors get no Laplace

@@ -30,14 +30,9 @@ from learnrules.models.rule import LearningRule
 if TYPE_CHECKING:
     from learnrules.inference.variational.fit import FitConfig
 
-__all__ = ["Objective", "StepGuard", "optimize", "uses_adam"]
+__all__ = ["Objective", "StepGuard", "optimize"]
 
 logger = logging.getLogger(__name__)
-
-
-def uses_adam(rule: LearningRule | None, config: FitConfig) -> bool:
-    """Return whether the hyperparameters are stepped by Adam (else full-batch L-BFGS)."""
-    return config.optimizer == "adam"
 
 
 def _has_network(rule: LearningRule | None) -> bool:
@@ -71,11 +66,12 @@ class Objective:
         self.n_trials = max(int(data.fitted.sum()), 1)
         # per trial for Adam and for networks (their L-BFGS tolerances then read per trial); the parametric
         # L-BFGS fits keep the total, whose scale their step sizes and tolerances were chosen for
-        self.scale = float(self.n_trials) if uses_adam(rule, config) or _has_network(rule) else 1.0
+        adam = config.optimizer == "adam"
+        self.scale = float(self.n_trials) if adam or _has_network(rule) else 1.0
         self.step = 0
         self.last_elbo = float("nan")
         self.batch_change: tuple[float, float] | None = None  # mini-batch: its animals' ELBO before, after
-        self.full = not (uses_adam(rule, config) and config.batch_size and config.batch_size < data.n_animals)
+        self.full = not (adam and config.batch_size and config.batch_size < data.n_animals)
         self.rng = np.random.default_rng(seed)
 
     def _batch(self) -> torch.Tensor | None:

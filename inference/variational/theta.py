@@ -60,7 +60,7 @@ class Theta:
         network = None if rule is None else rule_network(rule)
         self.network_leaves: list[Tensor] = [] if network is None else [
             p for p in network.parameters() if p.requires_grad]
-        prior_sd = getattr(config, "network_prior_sd", None)
+        prior_sd = config.network_prior_sd
         self.output_prior: tuple[list[Tensor], list[Tensor], float] | None = None
         if network is not None and prior_sd is not None:
             layer = list(rule.output_layer().parameters())
