@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(PY)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt | $(PY)
-	$(PIP) -e '.[test,parquet]'
+	$(PIP) -e '.[test,parquet,ibl]'
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed

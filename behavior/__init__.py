@@ -2,6 +2,7 @@
 
 from learnrules.behavior.features import DesignMatrix, animal_features, design_matrix, ibl_transform
 from learnrules.behavior.load import CANONICAL_COLUMNS, load_trials
+from learnrules.behavior.one import load_one, open_one
 from learnrules.behavior.psytrack import from_psytrack, load_psytrack_rat
 from learnrules.behavior.summary import summarize
 from learnrules.behavior.trials import AnimalTrials, TrialData
@@ -14,6 +15,8 @@ __all__ = [
     "animal_features",
     "ibl_transform",
     "load_trials",
+    "load_one",
+    "open_one",
     "CANONICAL_COLUMNS",
     "from_psytrack",
     "load_psytrack_rat",
