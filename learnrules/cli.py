@@ -132,7 +132,15 @@ def _fitting(p: argparse.ArgumentParser, *, draws: bool = True) -> None:
 
 
 def _table_input(p: argparse.ArgumentParser) -> None:
-    p.add_argument("table", help="trial table: CSV or Parquet (IBL ALF or 0/1 coding; see README 'Data')")
+    p.add_argument("table", nargs="?", default=None,
+                   help="trial table: CSV or Parquet (IBL ALF or 0/1 coding; see README 'Data'); or --one-subject")
+    one = p.add_argument_group("IBL data through ONE (pip install 'learnrules[ibl]'), instead of a table")
+    one.add_argument("--one-subject", action="append", default=None, metavar="NAME",
+                     help="IBL subject nickname to read from a ONE cache (repeat for several)")
+    one.add_argument("--one-cache", default=None, metavar="DIR",
+                     help="folder of the ONE cache (its sessions/datasets tables), read in local mode")
+    one.add_argument("--one-protocol", default=None, metavar="TEXT",
+                     help="keep only sessions whose task protocol contains TEXT, e.g. trainingChoiceWorld")
     p.add_argument("--nogo", choices=("drop", "missing"), default="drop",
                    help="IBL no-go trials (choice 0): drop them, or keep them as missing choices")
 

@@ -68,7 +68,19 @@ def _table(frame: pd.DataFrame) -> str:
 
 
 def _load(args: argparse.Namespace) -> TrialData:
-    return load_trials(args.table, nogo=args.nogo)
+    if args.one_subject is None and args.one_cache is None and args.one_protocol is None:
+        if args.table is None:
+            raise ValueError("give a trial table (CSV or Parquet), or --one-subject NAME --one-cache DIR")
+        return load_trials(args.table, nogo=args.nogo)
+    if args.table is not None or not args.one_subject or args.one_cache is None:
+        raise ValueError("--one-subject NAME and --one-cache DIR go together, instead of a trial table")
+    from learnrules.behavior.one import load_one, open_one
+
+    try:
+        one = open_one(args.one_cache)
+    except ImportError as err:  # the ibl extra is not installed: a one-line error, not a traceback
+        raise ValueError(str(err)) from None
+    return load_one(one, args.one_subject, protocol=args.one_protocol, nogo=args.nogo)
 
 
 def _fit(data: TrialData, name: str, args: argparse.Namespace, features: Sequence[str], *,

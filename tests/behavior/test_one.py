@@ -155,3 +155,21 @@ def test_bad_codes_and_unknown_subjects_are_named(one, table, tmp_path):
         load_one(_write_cache(root, bad), "sim000")
     with pytest.raises(FileNotFoundError, match="no ONE cache tables"):
         open_one(tmp_path)
+
+
+def test_cli_fits_a_subject_from_a_one_cache(one, table, tmp_path, capsys):
+    from learnrules.cli import main
+
+    out = tmp_path / "fit"
+    code = main(["fit", "--one-subject", "sim000", "--one-cache", str(one.cache_dir), "--one-protocol",
+                 "trainingChoiceWorld", "--rule", "zero", "--out", str(out), "--quiet"])
+    assert code == 0
+    weights = pd.read_csv(out / "weights.csv")
+    assert set(weights["subject"]) == {"sim000"} and weights["session"].nunique() == 2
+    expected = (table["subject"] == "sim000") & (table["session"] < 2) & (table["choice"] != 0)
+    assert len(weights[weights["feature"] == "stimulus"]) == expected.sum()
+    assert weights.loc[weights["feature"] == "stimulus", "mean"].iloc[-100:].mean() > 0.5
+    capsys.readouterr()
+    assert main(["fit", "trials.csv", "--one-subject", "sim000", "--one-cache", str(one.cache_dir),
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "--one-subject NAME and --one-cache DIR go together" in capsys.readouterr().err
