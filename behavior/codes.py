@@ -29,6 +29,7 @@ __all__ = [
     "derive_answer",
     "looks_flipped",
     "check_choice_sign",
+    "check_one_coding",
 ]
 
 logger = logging.getLogger(__name__)
@@ -126,3 +127,30 @@ def check_choice_sign(choice: np.ndarray, reward: np.ndarray, reference: np.ndar
     raise bad_value("choice", int(rows[first]), "right" if choice[first] == 1 else "left",
                     f"contradicts the correct side on a rewarded trial ({int(wrong.sum())} of "
                     f"{int(usable.sum())} rewarded trials do): the choice code looks flipped ({convention})")
+
+
+def _named(subjects: list[str]) -> str:
+    shown = ", ".join(repr(s) for s in subjects[:5])
+    return shown + (f" and {len(subjects) - 5} more" if len(subjects) > 5 else "")
+
+
+def check_one_coding(choice: np.ndarray, reward: np.ndarray, subject: np.ndarray) -> None:
+    """Raise when some animals' codes are IBL's and others' are 0/1: one coding cannot read them all.
+
+    An animal reads as IBL when it has a choice or feedback -1; as 0/1 when it has a feedback 0 or a
+    rewarded choice 0 (an IBL no-go is never rewarded). Animals with neither follow the file's coding.
+    Read with one coding, a 0/1 animal would lose its left choices as no-go and its right choices would
+    become left. Passing ``coding`` explicitly skips this check.
+    """
+    ibl, binary = [], []
+    for name in dict.fromkeys(subject.tolist()):
+        mine = subject == name
+        c, r = choice[mine], reward[mine]
+        if np.any(c == -1) or np.any(r == -1):
+            ibl.append(str(name))
+        elif np.any(r == 0) or np.any((c == 0) & (r == 1)):
+            binary.append(str(name))
+    if ibl and binary:
+        raise ValueError(f"column 'choice': animals {_named(ibl)} use IBL codes (-1 = right, +1 = left, 0 = no-go) "
+                         f"and animals {_named(binary)} use 0/1 codes (1 = right); split the table by coding, or "
+                         "state the coding (coding='ibl' or 'binary', --coding)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -14,6 +15,7 @@ import pandas as pd
 from learnrules.behavior.codes import (
     Coding,
     check_choice_sign,
+    check_one_coding,
     derive_answer,
     detect_coding,
     looks_flipped,
@@ -21,7 +23,8 @@ from learnrules.behavior.codes import (
     map_choice,
     map_reward,
 )
-from learnrules.behavior.keys import order_trials
+from learnrules.behavior.degenerate import warn_one_sided
+from learnrules.behavior.keys import SessionOrder, order_trials, subject_labels
 from learnrules.behavior.trials import AnimalTrials, TrialData
 from learnrules.behavior.validate import check_finite, check_range, numeric, require_columns
 
@@ -31,11 +34,42 @@ logger = logging.getLogger(__name__)
 
 #: Names ``columns`` may map from (canonical name -> the caller's column name).
 CANONICAL_COLUMNS = ("subject", "session", "trial", "choice", "reward", "feedbackType", "answer",
-                     "contrastLeft", "contrastRight", "probabilityLeft")
+                     "contrastLeft", "contrastRight", "probabilityLeft", "date")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
-def _read(source: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
+def _normal(name: object) -> str:
+    """Return a header name as matched: case, spaces and underscores ignored (``" Subject"``, ``contrast_left``)."""
+    return "".join(str(name).split()).replace("_", "").lower()
+
+
+#: Columns read as text from a CSV, so that subjects ``1`` and ``01`` stay two animals.
+_TEXT_COLUMNS = ("subject", "session", "date")
+
+
+def _check_header(names: Sequence[object], where: str) -> None:
+    """Refuse duplicate column names, and two columns that both read as one canonical column."""
+    seen: dict[str, str] = {}
+    canonical = {_normal(c) for c in CANONICAL_COLUMNS}
+    for name in (str(n) for n in names):
+        if name in seen.values():
+            raise ValueError(f"{where}: duplicate column {name!r}; rename or drop one")
+        key = _normal(name) if _normal(name) in canonical else name
+        if key in seen:
+            raise ValueError(f"{where}: columns {seen[key]!r} and {name!r} both read as column "
+                             f"{next(c for c in CANONICAL_COLUMNS if _normal(c) == key)!r}; rename or drop one")
+        seen[key] = name
+
+
+def _read_csv(path: Path, text_columns: Sequence[str]) -> pd.DataFrame:
+    header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+    names = header.iloc[0].tolist() if len(header) else []
+    _check_header(names, repr(str(path)))
+    wanted = {_normal(c) for c in text_columns}
+    return pd.read_csv(path, dtype={n: str for n in names if _normal(n) in wanted})
+
+
+def _read(source: str | os.PathLike | pd.DataFrame, text_columns: Sequence[str] = _TEXT_COLUMNS) -> pd.DataFrame:
     """Return the source as a DataFrame; file problems other than a missing file become ``ValueError``."""
     if isinstance(source, pd.DataFrame):
         return source
@@ -47,38 +81,74 @@ def _read(source: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
     try:
         if path.suffix.lower() in _PARQUET_SUFFIXES:
             return pd.read_parquet(path)
-        return pd.read_csv(path)
+        return _read_csv(path, text_columns)
     except pd.errors.EmptyDataError:
         raise ValueError(f"{str(path)!r} is empty: no columns to read (need columns 'choice' and "
                          "'feedbackType' or 'reward')") from None
     except ImportError:
         raise
-    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as err:
+    except ValueError as err:
+        if "rename or drop one" in str(err):
+            raise
         raise ValueError(f"cannot read {str(path)!r} as a trial table (columns unknown): {err}") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as err:
+        raise ValueError(f"cannot read {str(path)!r} as a trial table (columns unknown): {err}") from None
+
+
+def _near_miss(name: str, unused: Sequence[str]) -> str | None:
+    """Return an unused column whose name looks like a misspelt ``name`` (e.g. ``subjects``, ``sesion``)."""
+    close = difflib.get_close_matches(_normal(name), [_normal(u) for u in unused], n=1, cutoff=0.8)
+    return next((u for u in unused if close and _normal(u) == close[0]), None)
+
+
+#: Canonical columns whose absence silently merges animals or sessions: a near miss is refused, not ignored.
+_KEY_COLUMNS = ("subject", "session", "trial", "choice", "feedbackType", "reward", "contrastLeft", "contrastRight")
+
+
+def _match(frame: pd.DataFrame, mapping: Mapping[str, str], stimulus_columns: Sequence[str]) -> dict[str, object]:
+    """Map each canonical name present to the frame's column label (header case, spaces, underscores ignored)."""
+    labels = {str(c): c for c in frame.columns}
+    by_normal = {_normal(c): c for c in labels}
+    found: dict[str, object] = {}
+    claimed = set(mapping.values()) | set(stimulus_columns)
+    for name in CANONICAL_COLUMNS:
+        if name in mapping:
+            found[name] = labels[mapping[name]]
+        elif name in labels and name not in claimed:
+            found[name] = labels[name]
+        elif _normal(name) in by_normal and by_normal[_normal(name)] not in claimed:
+            found[name] = labels[by_normal[_normal(name)]]
+            logger.info("load_trials: column %r read as %r", by_normal[_normal(name)], name)
+    unused = [c for c in labels if c not in claimed and labels[c] not in found.values()]
+    for name in CANONICAL_COLUMNS:
+        miss = None if name in found else _near_miss(name, unused)
+        if miss is None:
+            continue
+        if name in _KEY_COLUMNS and not (name in ("feedbackType", "reward") and
+                                         {"feedbackType", "reward"} & set(found)):
+            raise ValueError(f"no column {name!r}, but a column {miss!r}: rename it to {name!r} (or map it with "
+                             f"columns={{{name!r}: {miss!r}}}); columns present: {list(labels)}")
+        logger.warning("load_trials: column %r is not read; did you mean %r?", miss, name)
+    return found
 
 
 def _canonical(frame: pd.DataFrame, columns: Mapping[str, str] | None,
                stimulus_columns: Sequence[str]) -> dict[str, pd.Series]:
     """Select the caller's columns under canonical names (the frame itself is left untouched)."""
-    names = [str(c) for c in frame.columns]
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"duplicate column names {dup}; columns present: {names}")
+    _check_header(list(frame.columns), "the trial table")
     mapping = dict(columns or {})
     unknown = sorted(set(mapping) - set(CANONICAL_COLUMNS))
     if unknown:
         raise ValueError(f"columns mapping: unknown canonical column(s) {unknown}; use {list(CANONICAL_COLUMNS)}")
     require_columns(frame, list(mapping.values()) + list(stimulus_columns))
-    renamed = {str(c): c for c in frame.columns}  # str name -> original label (labels may be ints)
-    table = {}
-    for name in CANONICAL_COLUMNS:
-        source = mapping.get(name, name if name not in mapping.values() else None)
-        if source is not None and source in renamed:
-            table[name] = frame[renamed[source]]
     for name in stimulus_columns:
         if name in CANONICAL_COLUMNS or name in mapping.values():
             raise ValueError(f"stimulus column {name!r} is already used as a canonical column")
-        table[name] = frame[renamed[name]]
+    found = _match(frame, mapping, stimulus_columns)
+    if "choice" not in found or not {"feedbackType", "reward"} & set(found):
+        require_columns(pd.DataFrame(columns=list(found)), ["choice", ("feedbackType", "reward")])
+    table = {name: frame[label] for name, label in found.items()}
+    table.update({name: frame[{str(c): c for c in frame.columns}[name]] for name in stimulus_columns})
     return table
 
 
@@ -130,7 +200,8 @@ def _decode(raw: Mapping[str, np.ndarray], rows: np.ndarray, coding: Coding,
 
 
 def _trial_values(table: Mapping[str, pd.Series], stimulus_columns: Sequence[str],
-                  coding_request: Literal["auto", "ibl", "binary"]) -> tuple[dict[str, np.ndarray], Coding]:
+                  coding_request: Literal["auto", "ibl", "binary"], subject: np.ndarray
+                  ) -> tuple[dict[str, np.ndarray], Coding]:
     """Parse the per-trial values (not the keys) into canonical codes; return them and the coding."""
     rows = np.arange(len(table["choice"]))
     reward_column = "feedbackType" if "feedbackType" in table else "reward"
@@ -141,6 +212,8 @@ def _trial_values(table: Mapping[str, pd.Series], stimulus_columns: Sequence[str
     covariates = _covariates(table, stimulus_columns, rows)
     raw["contrastLeft"] = covariates.get("contrastLeft", np.zeros(len(rows)))
     raw["contrastRight"] = covariates.get("contrastRight", np.zeros(len(rows)))
+    if coding_request == "auto":
+        check_one_coding(raw["choice"], raw["reward"], subject)
     coding = detect_coding(raw["choice"], raw["reward"], coding_request)
     values = _decode(raw, rows, coding, reward_column)
     unrewarded_zero = not np.any((raw["choice"] == 0) & (values["reward"] == 1))
@@ -188,7 +261,8 @@ def _handle_nogo(keys: pd.DataFrame, is_nogo: np.ndarray, nogo: str) -> tuple[pd
 
 def load_trials(source: str | os.PathLike | pd.DataFrame, *, columns: Mapping[str, str] | None = None,
                 nogo: Literal["drop", "missing"] = "drop", stimulus_columns: Sequence[str] | None = None,
-                coding: Literal["auto", "ibl", "binary"] = "auto", default_subject: str = "animal0") -> TrialData:
+                coding: Literal["auto", "ibl", "binary"] = "auto", default_subject: str = "animal0",
+                session_order: SessionOrder = "auto") -> TrialData:
     """Load and validate a trial table.
 
     Parameters
@@ -205,9 +279,13 @@ def load_trials(source: str | os.PathLike | pd.DataFrame, *, columns: Mapping[st
     stimulus_columns : sequence of str, optional
         Other numeric columns to keep as covariates (usable as features by name); must be finite.
     coding : {"auto", "ibl", "binary"}
-        Choice code; ``"auto"`` reads IBL when any choice or feedback is -1 (see :func:`detect_coding`).
+        Choice code; ``"auto"`` reads IBL when any choice or feedback is -1 (see :func:`detect_coding`), and
+        refuses a table whose animals use different codings (see :func:`check_one_coding`).
     default_subject : str
         Subject name when the table has no ``subject`` column (then all rows are one animal).
+    session_order : {"auto", "file"}
+        ``"auto"``: sessions sort by a ``date`` column when there is one, else by their values (numbers,
+        ISO dates); other text and dates in other formats are refused. ``"file"``: order of first appearance.
 
     Returns
     -------
@@ -223,9 +301,12 @@ def load_trials(source: str | os.PathLike | pd.DataFrame, *, columns: Mapping[st
 
     Notes
     -----
-    Required: ``choice`` and ``feedbackType`` or ``reward`` (``feedbackType`` wins when both exist).
-    ``session`` is optional (one session), may hold any sortable values (numbers, ISO dates, strings that
-    spell numbers are sorted numerically) and is renumbered 0, 1, ... in sorted order per animal.
+    Required: ``choice`` and ``feedbackType`` or ``reward`` (``feedbackType`` wins when both exist). Header
+    names match ignoring case, spaces and underscores (``Subject``, ``feedback_type``); two columns that
+    read as one name, and a misspelt key column (``subjects`` with no ``subject``), are refused. A CSV's
+    ``subject``, ``session`` and ``date`` are read as text: subjects ``1`` and ``01`` are two animals.
+    ``session`` is optional (one session); numbers (also written as text), ISO dates (YYYY-MM-DD) and
+    datetimes sort as such, and sessions are renumbered 0, 1, ... in that order per animal.
     ``trial`` is optional (file order) and must increase within a session in file order, else an error.
     ``contrastLeft``/``contrastRight`` must lie in [0, 1]; NaN (IBL's unused side) is stored as 0.
     Without an ``answer`` column the correct side is the higher-contrast side, or on ties (zero contrast)
@@ -238,11 +319,16 @@ def load_trials(source: str | os.PathLike | pd.DataFrame, *, columns: Mapping[st
     stimulus_columns = [str(c) for c in (stimulus_columns or ())]
     if frame.shape[0] == 0:
         raise ValueError(f"the trial table has no rows; columns present: {[str(c) for c in frame.columns]}")
+    if session_order not in ("auto", "file"):
+        raise ValueError(f"session_order must be 'auto' or 'file', not {session_order!r}")
     table = _canonical(frame, columns, stimulus_columns)
-    require_columns(pd.DataFrame(columns=list(table)), ["choice", ("feedbackType", "reward")])
-    values, found = _trial_values(table, stimulus_columns, coding)
+    subject = subject_labels(table, frame.shape[0], default_subject)
+    values, found = _trial_values(table, stimulus_columns, coding, subject)
     logger.info("load_trials: detected %s; %d rows", _describe_form(table, columns, found), frame.shape[0])
-    keys, n_dropped = _handle_nogo(order_trials(table, default_subject), values["nogo"], nogo)
+    keys, n_dropped = _handle_nogo(order_trials(table, default_subject, session_order=session_order),
+                                   values["nogo"], nogo)
     rows = keys["row"].to_numpy()
     ordered = {k: v[rows] for k, v in values.items()}
-    return TrialData(_animals(keys.reset_index(drop=True), ordered), found, n_dropped)
+    data = TrialData(_animals(keys.reset_index(drop=True), ordered), found, n_dropped)
+    warn_one_sided(data)
+    return data
