@@ -49,7 +49,7 @@ def _rule_help() -> str:
 
 
 def _common(p: argparse.ArgumentParser, *, seed: int | None = 0) -> None:
-    p.add_argument("--seed", type=int, default=seed, help=f"random seed (default {seed})")
+    p.add_argument("--seed", type=_seed, default=seed, help=f"random seed (default {seed})")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.add_argument("--verbose", "-v", action="store_true", help="log progress messages to stderr")
     p.add_argument("--threads", type=int, default=1,
@@ -83,6 +83,31 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _nonnegative(text: str) -> float:
+    """Parse a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def _folds(text: str) -> int:
+    """Parse a number of folds: an integer >= 2 (one fold would hold out everything and fit nothing)."""
+    if not text.strip().isdigit() or int(text) < 2:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 2, got {text!r}")
+    return int(text)
+
+
+def _seed(text: str) -> int:
+    """Parse a random seed: an integer in [0, 2**32)."""
+    if not text.strip().isdigit() or int(text) >= 2**32:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**32), got {text!r}")
+    return int(text)
+
+
 def _probabilities(text: str) -> tuple[float, ...]:
     """Parse ``--reward-levels``: comma-separated probabilities."""
     try:
@@ -95,9 +120,9 @@ def _probabilities(text: str) -> tuple[float, ...]:
 
 
 def _simulation(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--animals", type=int, default=5, help="number of animals (default 5)")
+    p.add_argument("--animals", type=_count, default=5, help="number of animals (default 5)")
     p.add_argument("--trials", type=int, default=2000, help="trials per animal (default 2000)")
-    p.add_argument("--sigma", type=float, default=0.02, help="weight noise sd per trial (default 0.02)")
+    p.add_argument("--sigma", type=_nonnegative, default=0.02, help="weight noise sd per trial (default 0.02)")
     p.add_argument("--reward-levels", type=_probabilities, default=(1.0,),
                    help="probability that a correct choice is rewarded; several values cycle in blocks of 20-100 "
                         "trials, e.g. 1,0.5 (default 1)")
@@ -126,7 +151,7 @@ def _fitting(p: argparse.ArgumentParser, *, draws: bool = True) -> None:
     p.add_argument("--activation", choices=("relu", "tanh", "silu"), default=None,
                    help="nonlinearity of the mlp / gru update network (default tanh; relu with --method rollout)")
     if draws:
-        p.add_argument("--draws", type=int, default=None,
+        p.add_argument("--draws", type=_count, default=None,
                        help="posterior draws in posterior.nc (default 100, fewer for large tables so that the file "
                             "stays under ~500 MB, at least 10)")
 
@@ -143,6 +168,17 @@ def _table_input(p: argparse.ArgumentParser) -> None:
                      help="keep only sessions whose task protocol contains TEXT, e.g. trainingChoiceWorld")
     p.add_argument("--nogo", choices=("drop", "missing"), default="drop",
                    help="IBL no-go trials (choice 0): drop them, or keep them as missing choices")
+    p.add_argument("--coding", choices=("auto", "ibl", "binary"), default="auto",
+                   help="choice coding: auto (IBL when a choice or feedback is -1; a table mixing codings between "
+                        "animals is refused), ibl (-1 = right, +1 = left, 0 = no-go) or binary (1 = right)")
+    p.add_argument("--session-order", choices=("auto", "file"), default="auto",
+                   help="session order: auto (a 'date' column, else session numbers or ISO dates; other labels are "
+                        "refused) or file (order of first appearance in the table)")
+
+
+def _output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="output folder (written whole: built beside it, then moved there)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder whole")
 
 
 def _add_fit(sub: argparse._SubParsersAction) -> None:
@@ -152,11 +188,11 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
                        epilog="example: learnrules fit trials.csv --rule reinforce-baseline --out fit_rb")
     _table_input(p)
     p.add_argument("--rule", default="reinforce-baseline", help=_rule_help() + " (default reinforce-baseline)")
-    p.add_argument("--out", required=True, help="output folder (created)")
+    _output(p)
     p.add_argument("--heldout", action="store_true",
                    help="also score held-out sessions by cross-validation (--folds refits; each fit keeps the "
                         "held-out sessions' choices in its history, out of its likelihood)")
-    p.add_argument("--folds", type=int, default=3, help="folds of --heldout (default 3)")
+    p.add_argument("--folds", type=_folds, default=3, help="folds of --heldout (default 3)")
     _fitting(p)
     _common(p)
 
@@ -183,11 +219,11 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     _table_input(p)
     p.add_argument("--rules", default="zero,reinforce-baseline,reinforce-baseline+mlp",
                    help="comma-separated rules (default zero,reinforce-baseline,reinforce-baseline+mlp)")
-    p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    p.add_argument("--folds", type=_folds, default=5, help="number of folds (default 5)")
     p.add_argument("--scheme", choices=("animals", "sessions"), default="animals",
                    help="hold out whole animals (Liu et al.) or sessions within animals, which stay in the fit's "
                         "history (their choices move the weights) but out of its likelihood (default animals)")
-    p.add_argument("--out", required=True, help="output folder (created)")
+    _output(p)
     _fitting(p, draws=False)
     _common(p)
 
@@ -200,7 +236,7 @@ def _add_recover(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rule", default="reinforce-baseline", help="true (simulated) parametric rule")
     p.add_argument("--fit-rule", default=None, help="rule to fit (default: the true rule)")
     _simulation(p)
-    p.add_argument("--out", required=True, help="output folder (created)")
+    _output(p)
     _fitting(p)
     _common(p)
 

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from learnrules.atomic import output_folder
+from learnrules.behavior.degenerate import warn_degenerate
 from learnrules.behavior.load import load_trials
 from learnrules.behavior.trials import TrialData
 from learnrules.inference.evaluation.crossval import compare_table
@@ -48,7 +50,8 @@ from learnrules.workflow import (
     score_summary,
 )
 
-__all__ = ["cmd_compare", "cmd_fit", "cmd_recover", "cmd_simulate", "emit", "progress_flag", "run_compare"]
+__all__ = ["check_session_folds", "cmd_compare", "cmd_fit", "cmd_recover", "cmd_simulate", "emit", "progress_flag",
+           "run_compare"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,11 +70,31 @@ def _table(frame: pd.DataFrame) -> str:
     return frame.to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
-def _load(args: argparse.Namespace) -> TrialData:
+def _load(args: argparse.Namespace, features: Sequence[str]) -> TrialData:
+    data = _read_trials(args)
+    warn_degenerate(data, features, one_sided=False)  # load_trials warns of one-sided animals itself
+    return data
+
+
+def check_session_folds(data: TrialData, folds: int) -> None:
+    """Refuse held-out-session folds that cannot hold anything out: single-session animals, empty folds."""
+    counts = {a.subject: a.n_sessions for a in data}
+    single = [s for s, c in counts.items() if c < 2]
+    if single:
+        shown = ", ".join(repr(s) for s in single[:5]) + (f" and {len(single) - 5} more" if len(single) > 5 else "")
+        raise ValueError(f"held-out sessions: animal(s) {shown} have one session only, which a fold would hold out "
+                         "of its own fit entirely; drop them, or hold out whole animals (compare --scheme animals)")
+    most = max(counts.values())
+    if most < folds:
+        raise ValueError(f"--folds {folds}: no animal has more than {most} sessions, so {folds - most} of the "
+                         f"{folds} folds would hold out nothing; use --folds {most} or fewer")
+
+
+def _read_trials(args: argparse.Namespace) -> TrialData:
     if args.one_subject is None and args.one_cache is None and args.one_protocol is None:
         if args.table is None:
             raise ValueError("give a trial table (CSV or Parquet), or --one-subject NAME --one-cache DIR")
-        return load_trials(args.table, nogo=args.nogo)
+        return load_trials(args.table, nogo=args.nogo, coding=args.coding, session_order=args.session_order)
     if args.table is not None or not args.one_subject or args.one_cache is None:
         raise ValueError("--one-subject NAME and --one-cache DIR go together, instead of a trial table")
     from learnrules.behavior.one import load_one, open_one
@@ -120,17 +143,21 @@ def _fit_lines(model: FittedModel, data: TrialData, out: Path) -> str:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    """Fit one rule to a trial table and write its outputs."""
+    """Fit one rule to a trial table and write its outputs (whole, or not at all: see :mod:`learnrules.atomic`)."""
     features = parse_list(args.features, what="feature")
-    data = _load(args)
-    model = _fit(data, args.rule, args, features)
-    heldout = None
-    if args.heldout:
-        _, table = run_compare(data, [args.rule], args, features, scheme="sessions")
-        keep = ["n_animals", "nats_per_trial", "se", "bits_per_trial", "accuracy", "accuracy_se"]
-        heldout = {"scheme": "sessions", "folds": args.folds, **table.iloc[0][keep].to_dict()}
+    check_rule_name(args.rule)
     out = Path(args.out)
-    write_fit(model, data, out, seed=args.seed, n_draws=args.draws, heldout=heldout)
+    with output_folder(out, overwrite=args.overwrite) as folder:
+        data = _load(args, features)
+        if args.heldout:
+            check_session_folds(data, args.folds)
+        model = _fit(data, args.rule, args, features)
+        heldout = None
+        if args.heldout:
+            _, table = run_compare(data, [args.rule], args, features, scheme="sessions")
+            keep = ["n_animals", "nats_per_trial", "se", "bits_per_trial", "accuracy", "accuracy_se"]
+            heldout = {"scheme": "sessions", "folds": args.folds, **table.iloc[0][keep].to_dict()}
+        write_fit(model, data, folder, seed=args.seed, n_draws=args.draws, heldout=heldout)
     emit(_fit_lines(model, data, out))
     if heldout is not None:
         emit(f"held-out sessions ({args.folds} folds): {heldout['nats_per_trial']:.4f} nats/trial, "
@@ -187,15 +214,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     features = parse_list(args.features, what="feature")
     rules = tuple(check_rule_name(name) for name in parse_list(args.rules, what="rule"))
-    data = _load(args)
-    cv, table = run_compare(data, rules, args, features, scheme=args.scheme)
     out = Path(args.out)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    cv.to_csv(out / "crossval.csv", index=False)
-    table.to_csv(out / "compare.csv", index=False)
-    plot_comparison(table, path=out / "figures" / "comparison.png")
-    write_json(out / "summary.json", {"scheme": args.scheme, "folds": args.folds, "seed": args.seed,
-                                      "features": list(features), "comparison": table.to_dict(orient="records")})
+    with output_folder(out, overwrite=args.overwrite) as folder:
+        data = _load(args, features)
+        if args.scheme == "sessions":
+            check_session_folds(data, args.folds)
+        cv, table = run_compare(data, rules, args, features, scheme=args.scheme)
+        (folder / "figures").mkdir(parents=True, exist_ok=True)
+        cv.to_csv(folder / "crossval.csv", index=False)
+        table.to_csv(folder / "compare.csv", index=False)
+        plot_comparison(table, path=folder / "figures" / "comparison.png")
+        write_json(folder / "summary.json", {"scheme": args.scheme, "folds": args.folds, "seed": args.seed,
+                                             "features": list(features),
+                                             "comparison": table.to_dict(orient="records")})
     emit(_table(table[["rule", "rank", "nats_per_trial", "se", "bits_per_trial", "accuracy", "diff_vs_best",
                        "p_value"]]))
     emit(f"\nheld-out {args.scheme}, {args.folds} folds; outputs in {out}/")
@@ -244,15 +275,16 @@ def cmd_recover(args: argparse.Namespace) -> int:
     features = parse_list(args.features, what="feature")
     fit_rule = args.fit_rule or args.rule
     check_rule_name(fit_rule)
-    cohort = _simulate(args, features, seed=args.seed)
-    fresh = _simulate(args, features, seed=None if args.seed is None else args.seed + 1)
-    data = load_trials(cohort.table)
-    model = _fit(data, fit_rule, args, features)
-    scores = _recovery_scores(cohort, model, fresh, args)
     out = Path(args.out)
-    write_fit(model, data, out, seed=args.seed, n_draws=args.draws, truth=(cohort.rule, cohort.params),
-              true_weights=cohort.weights)
-    write_json(out / "recovery.json", {"true_rule": args.rule, "fitted_rule": fit_rule, **scores})
+    with output_folder(out, overwrite=args.overwrite) as folder:
+        cohort = _simulate(args, features, seed=args.seed)
+        fresh = _simulate(args, features, seed=None if args.seed is None else args.seed + 1)
+        data = load_trials(cohort.table)
+        model = _fit(data, fit_rule, args, features)
+        scores = _recovery_scores(cohort, model, fresh, args)
+        write_fit(model, data, folder, seed=args.seed, n_draws=args.draws, truth=(cohort.rule, cohort.params),
+                  true_weights=cohort.weights)
+        write_json(folder / "recovery.json", {"true_rule": args.rule, "fitted_rule": fit_rule, **scores})
     emit(_fit_lines(model, data, out))
     emit("\ntrajectory correlation: " + ", ".join(f"{k} {v:.3f}" for k, v in
                                                   scores["trajectory_correlation"].items()))
