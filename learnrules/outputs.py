@@ -9,7 +9,7 @@ Layout of ``DIR`` (see the README's "Reading the outputs"):
 - ``posterior.nc``: ArviZ InferenceData (posterior draws, pointwise log-likelihood, predictions);
 - ``summary.json``: rule, method, parameters, ELBO, timings, held-out scores when computed;
 - ``figures/``: ``weights.png``, ``elbo.png``, ``rule_map.png``, ``drift_field.png`` (when the features are
-  bias and stimuli), ``learning_curves.png``, ``psychometric.png``.
+  bias and stimuli), ``learning_curves.png``, ``psychometric.png`` (when the table has stimuli).
 """
 
 from __future__ import annotations
@@ -158,8 +158,11 @@ def write_figures(model: FittedModel, data: TrialData, folder: Path, *, seed: in
     real = data.to_frame()
     paths.append(folder / "learning_curves.png")
     plot_learning_curves(real, twins, path=paths[-1])
-    paths.append(folder / "psychometric.png")
-    plot_psychometric(real, twins, path=paths[-1])
+    if {"contrastLeft", "contrastRight"} <= set(real.columns) or "stimulus" in real.columns:
+        paths.append(folder / "psychometric.png")
+        plot_psychometric(real, twins, path=paths[-1])
+    else:
+        logger.info("no stimulus in the table: no psychometric.png")
     return paths
 
 

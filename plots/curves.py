@@ -137,8 +137,10 @@ def plot_comparison(compare_table: pd.DataFrame, *, metric: str = "nats_per_tria
     ax.bar(np.arange(len(table)), values, yerr=err, color=colors, capsize=4)
     ax.set_xticks(np.arange(len(table)), table["rule"].astype(str).tolist(), rotation=30, ha="right")
     ax.set_ylabel(metric.replace("_", " "))
-    low, high = np.nanmin(values - err), np.nanmax(values + err)
+    bar = np.nan_to_num(err, nan=0.0)  # no SE (one animal, one fold): limits from the values alone
+    low, high = np.nanmin(values - bar), np.nanmax(values + bar)
     pad = 0.15 * (high - low) if high > low else 0.05
     ax.set_ylim(low - pad, min(high + pad, 0.0) if metric != "accuracy" else high + pad)
-    ax.set_title("held-out score (mean ± SE across animals)", fontsize="medium")
+    across = str(table["se_across"].iloc[0]) if "se_across" in table else "animals"
+    ax.set_title(f"held-out score (mean ± SE across {across})", fontsize="medium")
     return finish(fig, path)

@@ -214,9 +214,13 @@ def compare_table(cv: pd.DataFrame, *, test: Literal["ttest", "wilcoxon"] = "tte
         One row per rule, best first: ``rule, rank, n_animals, nats_per_trial, se, bits_per_trial, bits_se,
         accuracy, accuracy_se, diff_vs_best, diff_se, p_value, within_1se``. ``diff_vs_best`` is the mean
         paired difference to the best rule (<= 0), ``diff_se`` its standard error across animals, and
-        ``within_1se`` says whether ``diff_vs_best >= -diff_se``.
+        ``within_1se`` says whether ``diff_vs_best >= -diff_se``. ``se_across`` is ``"animals"``, or
+        ``"folds"`` for a single animal: then standard errors and tests pair the rules across its folds
+        (``n_animals`` is then 1).
     """
-    pooled = _per_animal(cv)
+    pooled, unit = _per_animal(cv), "animals"
+    if pooled["subject"].nunique() < 2 and cv["fold"].nunique() > 1:  # one animal: paired across its folds
+        pooled, unit = _per_animal(cv.assign(subject=cv["fold"].astype(str))), "folds"
     nats = pooled.pivot(index="subject", columns="rule", values="nats")
     acc = pooled.pivot(index="subject", columns="rule", values="acc")
     n = nats.notna().sum()
@@ -226,7 +230,8 @@ def compare_table(cv: pd.DataFrame, *, test: Literal["ttest", "wilcoxon"] = "tte
     for rule in nats.columns:
         paired = nats[list(dict.fromkeys([rule, best]))].dropna()
         diff = paired[rule] - paired[best]
-        rows.append({"rule": rule, "n_animals": int(n[rule]), "nats_per_trial": mean[rule], "se": se[rule],
+        rows.append({"rule": rule, "n_animals": int(n[rule]) if unit == "animals" else 1,
+                     "nats_per_trial": mean[rule], "se": se[rule],
                      "bits_per_trial": mean[rule] / math.log(2.0), "bits_se": se[rule] / math.log(2.0),
                      "accuracy": acc[rule].mean(), "accuracy_se": acc[rule].std(ddof=1) / np.sqrt(n[rule]),
                      "diff_vs_best": diff.mean(),
@@ -235,6 +240,7 @@ def compare_table(cv: pd.DataFrame, *, test: Literal["ttest", "wilcoxon"] = "tte
     out = pd.DataFrame(rows).sort_values("nats_per_trial", ascending=False, ignore_index=True)
     out.insert(1, "rank", np.arange(1, len(out) + 1))
     out["within_1se"] = (out["diff_vs_best"] >= -out["diff_se"].fillna(0.0)) | (out["rank"] == 1)
+    out["se_across"] = unit
     return out
 
 
