@@ -8,8 +8,11 @@ of metadata; ``load`` reads it with ``allow_pickle=False``, so no arbitrary obje
 from __future__ import annotations
 
 import json
+import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +28,73 @@ _ARRAYS = ("weights_mean", "weights_sd", "weights_cov", "valid", "session", "sig
 _OPTIONAL_ARRAYS = ("sigma_session",)
 _META = ("rule_name", "feature_names", "subjects", "converged", "n_steps", "elapsed_s", "band_level", "elbo",
          "param_names")
+
+
+_MAX_INFLATION = 200  # arrays may hold at most this many times the file's bytes (+ 16 MiB), else a zip bomb
+_NUMERIC = "biuf"
+
+
+def _bad(path: Path, field: str, problem: str) -> ValueError:
+    return ValueError(f"{str(path)!r}, field {field!r}: {problem}")
+
+
+def _headers(path: Path, npz: Any) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Read each member's shape and dtype from its .npy header (nothing allocated); refuse absurd sizes."""
+    headers, total = {}, 0
+    for name in npz.files:
+        with npz.zip.open(f"{name}.npy") as member:
+            try:
+                version = np.lib.format.read_magic(member)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(member, max_header_size=10_000)
+            except ValueError as err:
+                raise _bad(path, name, f"not a NumPy array ({err})") from None
+        if dtype.kind not in _NUMERIC + "U":
+            raise _bad(path, name, f"dtype {dtype} is not numeric")
+        headers[name] = (tuple(shape), dtype)
+        total += int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    limit = _MAX_INFLATION * path.stat().st_size + 16 * 2**20
+    if total > limit:
+        raise _bad(path, "arrays", f"declare {total / 2**20:.0f} MiB of data in a file of "
+                   f"{path.stat().st_size / 2**20:.1f} MiB; refused as corrupt")
+    return headers
+
+
+def _read_meta(path: Path, npz: Any, headers: Mapping[str, tuple]) -> dict:
+    if "meta" not in headers or headers["meta"][1].kind != "U" or headers["meta"][0] != ():
+        raise _bad(path, "meta", "missing or not one string: not a fit.npz written by FitResult.save")
+    try:
+        meta = json.loads(str(npz["meta"]))
+    except json.JSONDecodeError as err:
+        raise _bad(path, "meta", f"not JSON ({err})") from None
+    for key in ("feature_names", "subjects", "param_keys", "param_names", "param_table", *_META):
+        if key not in meta:
+            raise _bad(path, f"meta.{key}", "missing")
+    return meta
+
+
+def _check_shapes(path: Path, meta: Mapping[str, Any], headers: Mapping[str, tuple]) -> None:
+    """Check every array's presence, numeric dtype and shape against the metadata and weights_mean."""
+    a, k, p = len(meta["subjects"]), len(meta["feature_names"]), len(meta["param_names"])
+    for name in (*_ARRAYS, *(f"param__{key}" for key in meta["param_keys"])):
+        if name not in headers:
+            raise _bad(path, name, "missing")
+        if headers[name][1].kind not in _NUMERIC:
+            raise _bad(path, name, f"dtype {headers[name][1]} is not numeric")
+    mean = headers["weights_mean"][0]
+    if len(mean) != 3 or mean[0] != a or mean[2] != k:
+        raise _bad(path, "weights_mean", f"shape {mean} is not (animals={a}, trials, features={k})")
+    t = mean[1]
+    expected = {"weights_sd": (a, t, k), "weights_cov": (a, t, k, k), "valid": (a, t), "session": (a, t),
+                "sigma": (k,), "sigma_init": (k,), "init_mean": (a, k), "param_cov": (p, p)}
+    if "sigma_session" in headers:
+        expected["sigma_session"] = (k,)
+    for name, shape in expected.items():
+        if headers[name][0] != shape:
+            raise _bad(path, name, f"shape {headers[name][0]} disagrees with the metadata (expected {shape})")
+    if len(headers["elbo_trace"][0]) != 1:
+        raise _bad(path, "elbo_trace", f"shape {headers['elbo_trace'][0]} is not one-dimensional")
 
 
 @dataclass(frozen=True)
@@ -167,9 +237,28 @@ class FitResult:
 
     @classmethod
     def load(cls, path: str | Path) -> FitResult:
-        """Read a result written by :meth:`save` (no pickle)."""
-        with np.load(Path(path), allow_pickle=False) as npz:
-            meta = json.loads(str(npz["meta"]))
+        """Read a result written by :meth:`save` (no pickle).
+
+        Every array's shape and dtype are checked against the metadata from the file's headers, before any
+        array is read, and the arrays may not inflate to more than :data:`_MAX_INFLATION` times the file.
+
+        Raises
+        ------
+        ValueError
+            Naming the file and the field, when the file is not such a result, an array is missing, or its
+            shape, dtype or size disagree with the metadata.
+        """
+        path = Path(path)
+        try:
+            npz = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{str(path)!r} is not a fit.npz written by FitResult.save ({err})") from None
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError(f"{str(path)!r} is one array, not a fit.npz written by FitResult.save")
+        with npz:
+            headers = _headers(path, npz)
+            meta = _read_meta(path, npz, headers)
+            _check_shapes(path, meta, headers)
             arrays = {name: npz[name] for name in _ARRAYS}
             session = npz["sigma_session"] if "sigma_session" in npz else None
             params = {k: npz[f"param__{k}"] for k in meta["param_keys"]}

@@ -393,7 +393,57 @@ def save_neural_rule(rule: NeuralRule, path: str | Path) -> None:
     torch.save({"config": json.dumps(rule.config.to_dict()), "state": rule.state_dict()}, Path(path))
 
 
+def _check_archive(path: Path) -> None:
+    """Refuse a file that is not torch's zip archive, or whose members would inflate beyond the file's size."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ValueError(f"{str(path)!r} is not a rule.pt written by save_neural_rule ({err})") from None
+    inflated = sum(m.file_size for m in members)
+    if any(m.compress_type != zipfile.ZIP_STORED for m in members) or inflated > path.stat().st_size:
+        raise ValueError(f"{str(path)!r}: its members declare {inflated} bytes in a file of {path.stat().st_size} "
+                         "(compressed members): refused as corrupt")
+
+
 def load_neural_rule(path: str | Path) -> NeuralRule:
-    """Read a rule written by :func:`save_neural_rule` (``torch.load(weights_only=True)``)."""
-    blob = torch.load(Path(path), weights_only=True)
-    return neural_rule_from_config(json.loads(blob["config"]), blob["state"])
+    """Read a rule written by :func:`save_neural_rule` (``torch.load(weights_only=True)``).
+
+    The archive's sizes are checked before loading, and every tensor of the state against the architecture the
+    config describes (names and shapes) before the network takes it.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the field (``config``, ``state`` or a state entry) that is missing or disagrees.
+    """
+    import pickle
+
+    path = Path(path)
+    _check_archive(path)
+    try:
+        blob = torch.load(path, weights_only=True, map_location="cpu")
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
+        raise ValueError(f"{str(path)!r} is not a rule.pt written by save_neural_rule ({err})") from None
+    if not isinstance(blob, dict) or not isinstance(blob.get("config"), str) or not isinstance(blob.get("state"),
+                                                                                               dict):
+        raise ValueError(f"{str(path)!r}, fields 'config' (JSON text) and 'state' (tensors): missing or of the "
+                         "wrong type")
+    try:
+        rule = neural_rule_from_config(json.loads(blob["config"]))
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{str(path)!r}, field 'config': {type(err).__name__}: {err}") from None
+    expected = {k: tuple(v.shape) for k, v in rule.state_dict().items()}
+    state = blob["state"]
+    for key in sorted(set(expected) | set(state)):
+        if key not in state or key not in expected:
+            raise ValueError(f"{str(path)!r}, field 'state.{key}': " + ("missing" if key not in state else
+                             "not part of the network the config describes"))
+        if not isinstance(state[key], Tensor) or tuple(state[key].shape) != expected[key]:
+            shape = tuple(state[key].shape) if isinstance(state[key], Tensor) else type(state[key]).__name__
+            raise ValueError(f"{str(path)!r}, field 'state.{key}': shape {shape}, but the config's network has "
+                             f"{expected[key]}")
+    rule.load_state_dict(state)
+    return rule
