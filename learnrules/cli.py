@@ -50,8 +50,9 @@ def _rule_help() -> str:
 
 def _common(p: argparse.ArgumentParser, *, seed: int | None = 0) -> None:
     p.add_argument("--seed", type=_seed, default=seed, help=f"random seed (default {seed})")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
-    p.add_argument("--verbose", "-v", action="store_true", help="log progress messages to stderr")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="print only the final table and errors: no warnings, no progress bars")
+    p.add_argument("--verbose", "-v", action="store_true", help="log learnrules' progress messages to stderr")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: fits are many small banded solves, where extra threads mostly "
                         "add overhead; on a busy 2-core machine 2 threads made a fit 10x slower)")
@@ -286,8 +287,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+    # Other packages log their warnings (errors only with --quiet); learnrules also its progress with --verbose.
+    logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    package = logging.getLogger("learnrules")
+    package_level = package.level
+    package.setLevel(logging.ERROR if args.quiet else logging.INFO if args.verbose else logging.WARNING)
     import torch
 
     dtype = torch.get_default_dtype()
@@ -303,8 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("learnrules: interrupted\n")
         return 130
-    finally:  # leave an in-process caller's default dtype as it was
+    finally:  # leave an in-process caller's default dtype and log level as they were
         torch.set_default_dtype(dtype)
+        package.setLevel(package_level)
 
 
 if __name__ == "__main__":
