@@ -9,8 +9,14 @@ expected log-likelihood of trial ``t`` depends on ``q`` only through ``z_t = x_t
     J = J_prior(theta, m) + sum_t lambda_t x_t x_t^T,   lambda_t = -2 dE_t/dv,
     m <- m + J^{-1} dELBO/dm,
 
-a Newton-like step solved by the banded factor (:mod:`learnrules.inference.variational.banded`); it converges in a
-handful of iterations. The ELBO needs only the diagonal and first off-diagonal covariance blocks (the
+a Newton-like step solved by the banded factor (:mod:`learnrules.inference.variational.banded`). Each iteration
+is a coordinate ascent: the covariance ``J^{-1}`` first (the ELBO's maximizer given the mean), kept only if the
+ELBO rises, then the mean step at that covariance, halved until the ELBO does not fall. Both moves only climb, so
+the iteration ends at a stationary point of the ELBO, where the envelope gradient in theta is exact. (Updating
+both at once with a nonlinear drift and a wide posterior can settle on a cycle: measured on a GRU hybrid with
+sigma 0.27, a 2-cycle 3.2 nats below the stationary point, whose theta gradient had the wrong sign along the
+L-BFGS direction, so the outer line search found no better point.) It converges in a handful of iterations.
+The ELBO needs only the diagonal and first off-diagonal covariance blocks (the
 selected inverse): ``E_q ||w_{t+1} - A_t w_t - c_t||^2`` is closed form in them.
 """
 
@@ -239,7 +245,7 @@ def update_posterior(rule: LearningRule | None, hyper: Hyper, data: CohortTensor
 def _update_chunk(rule: LearningRule | None, hyper: Hyper, data: CohortTensors, start: Posterior | None = None,
                   *, max_iter: int = 50, tol: float = 1e-10, n_points: int = 32,
                   init: Tensor | None = None) -> Posterior:
-    """Optimize ``q`` for fixed hyperparameters by damped Gauss-Newton / natural-gradient steps.
+    """Optimize ``q`` for fixed hyperparameters by coordinate ascent: covariance, then a damped Newton-like mean step.
 
     Parameters
     ----------
@@ -276,38 +282,44 @@ def _update_chunk(rule: LearningRule | None, hyper: Hyper, data: CohortTensors, 
         mean = hyper.init_mean.unsqueeze(1).expand(n, t, k) if init is None else init.to(data.features.dtype)
         mean = mean * data.valid.unsqueeze(-1)
         cov = data.features.new_zeros(n, t, k, k)
-        best = None
+        best, logdet = None, None
     else:
-        mean, cov = start.mean, start.cov
+        mean, cov, logdet = start.mean, start.cov, start.logdet
     ctx = None if is_random_walk(rule) else rule_contexts(rule, hyper.params, data)  # once: data-only
     lin = linearize(rule, hyper, data, mean, contexts=ctx)
     lik, slope, curvature = _bernoulli_terms(data, mean, cov, n_points)
     cross = cov[:, 1:] * 0 if start is None else start.cross
     if start is not None:
         best = elbo(hyper, data, mean, cov, start.cross, start.logdet, lin, likelihood=lik).sum()
-    n_iter = 0
+    n_iter, value = 0, None
     while n_iter < max_iter:
         n_iter += 1
         fac = factor(_precision(hyper, data, lin, curvature))
-        if lin.amat is None:
-            grad = _gradient(hyper, data, mean, lin, slope)
+        # 1. the covariance: J^{-1} maximizes the ELBO given the mean (and lambda); kept only if it does
+        new_cov, new_cross = fac.selected_inverse()
+        new_logdet = fac.logdet()
+        new_terms = _bernoulli_terms(data, mean, new_cov, n_points)
+        value = elbo(hyper, data, mean, new_cov, new_cross, new_logdet, lin, likelihood=new_terms[0])
+        before = best
+        if best is None or value.sum() >= best:
+            cov, cross, logdet, best = new_cov, new_cross, new_logdet, value.sum()
+            lik, slope, curvature = new_terms
         else:
-            grad = _exact_gradient(rule, hyper, data, mean, cov, cross, slope, ctx)
+            value = elbo(hyper, data, mean, cov, cross, logdet, lin, likelihood=lik)
+        # 2. the mean: a Newton-like step on the exact gradient, halved until the ELBO does not drop
+        grad = (_gradient(hyper, data, mean, lin, slope) if lin.amat is None
+                else _exact_gradient(rule, hyper, data, mean, cov, cross, slope, ctx))
         step = fac.solve(grad)
-        new_cov, cross = fac.selected_inverse()
-        logdet = fac.logdet()
-        for _ in range(8):  # damping: halve the mean step until the ELBO does not drop
+        for _ in range(8):
             new_mean = mean + step
             new_lin = linearize(rule, hyper, data, new_mean, contexts=ctx)
-            new_terms = _bernoulli_terms(data, new_mean, new_cov, n_points)
-            value = elbo(hyper, data, new_mean, new_cov, cross, logdet, new_lin, likelihood=new_terms[0])
-            total = value.sum()
-            if best is None or not torch.isfinite(best) or total >= best - 1e-9 * abs(best):
+            new_terms = _bernoulli_terms(data, new_mean, cov, n_points)
+            new_value = elbo(hyper, data, new_mean, cov, cross, logdet, new_lin, likelihood=new_terms[0])
+            if torch.isfinite(new_value.sum()) and new_value.sum() >= best:
+                mean, lin, value, best = new_mean, new_lin, new_value, new_value.sum()
+                lik, slope, curvature = new_terms
                 break
             step = 0.5 * step
-        done = best is not None and abs(float(total - best)) < tol * (1 + abs(float(best)))
-        mean, cov, best, lin = new_mean, new_cov, total, new_lin
-        lik, slope, curvature = new_terms
-        if done:
+        if before is not None and abs(float(best - before)) < tol * (1 + abs(float(before))):
             break
     return Posterior(mean, cov, cross, logdet, value, lik, n_iter)

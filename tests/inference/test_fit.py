@@ -393,3 +393,39 @@ def test_each_lbfgs_inner_solve_starts_from_the_best_point_evaluated_so_far(monk
         n_worse += loss > best[0]
         best = min(best, (loss, post), key=lambda b: b[0])
     assert n_worse >= 1  # the line search did try a worse point, so "last" and "best" differed
+
+
+def test_the_collapsed_objective_gradient_matches_finite_differences_for_a_network_drift():
+    # A network drift and wide posteriors (sigma 0.3): the inner solve must end at a stationary point of the
+    # ELBO, or the envelope gradient in the network's parameters is wrong and L-BFGS line searches fail.
+    from learnrules.models.hybrid import HybridRule
+    from learnrules.models.neural import MLPRule
+
+    data = small_cohort(ReinforceBaseline(), n_trials=150, n_animals=2, seed=3)
+    rule = HybridRule(ReinforceBaseline(), MLPRule(2, hidden=(8,), activation="tanh", max_update=0.3, seed=1))
+    with torch.no_grad():
+        for p in rule.network.parameters():
+            p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.8)
+    config = FitConfig(dynamics=DynamicsConfig(sigma=0.3, sigma_init=1.0), inner_max_iter=200, inner_tol=1e-14)
+    theta = Theta(rule, data, config)
+    objective = Objective(rule, theta, data, config)
+    leaves = theta.leaves()
+    loss = objective()
+    grads = torch.autograd.grad(loss, leaves)
+    direction = [torch.randn(p.shape, generator=torch.Generator().manual_seed(7 + i)) for i, p in enumerate(leaves)]
+    analytic = sum(float((g * d).sum()) for g, d in zip(grads, direction, strict=True))
+    solved = objective.post
+
+    def at(eps):
+        with torch.no_grad():
+            for p, d in zip(leaves, direction, strict=True):
+                p.add_(eps * d)
+            objective.post = solved
+            value = float(objective())
+            for p, d in zip(leaves, direction, strict=True):
+                p.sub_(eps * d)
+        return value
+
+    eps = 1e-5
+    numeric = (at(eps) - at(-eps)) / (2 * eps)
+    assert numeric == pytest.approx(analytic, rel=1e-3, abs=1e-6)

@@ -25,7 +25,7 @@ def heldout_score(res: FitResult, rule, params, test: CohortTensors) -> float:
 
 
 NEURAL = FitConfig(dynamics=DynamicsConfig(sigma=0.05, sigma_init=2.0), optimizer="adam", lr=0.05,
-                   network_lr=2e-2, inner_max_iter=2, param_posterior="none")
+                   network_lr=2e-2, inner_max_iter=3, param_posterior="none")
 
 
 def small_data(n_trials=200, n_animals=2, seed=1):
@@ -42,7 +42,7 @@ def test_mlp_rule_fit_by_vi_predicts_heldout_animals_near_the_oracle():
     mlp = heldout_score(res, res.neural_rule(), {}, test)
     oracle = gaussian_filter_loglik(test, truth, sim.params, sigma=0.01, init_mean=0.0, init_sd=0.5).nats_per_trial
     zero = heldout_score(res, MLPRule(2, init_scale=0.0), {}, test)
-    # measured: mlp -0.4960, oracle -0.4932, zero rule -0.5056 nats/trial (tanh units: -0.4967, zero -0.5009)
+    # measured: mlp 0.0021 nats/trial below the oracle (-0.4932)
     assert mlp - oracle > -0.004
     assert mlp - zero > 0.006
     assert res.params == {} and set(res.parameters["parameter"]) == {"sigma"}
