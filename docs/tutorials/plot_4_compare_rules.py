@@ -66,8 +66,12 @@ idata = {name: to_inference_data(model.result, data, rule=model.rule, n_draws=10
 idata["reinforce-baseline"]
 
 # %%
-# PSIS-LOO scores each trial given the rest of the same animals (a different question from held-out
-# animals); ``az.compare`` ranks the two fits by it. ArviZ warns where the Pareto shape of some trials' importance
+# PSIS-LOO estimates the expected log predictive density of each trial given the rest of the same animals (a
+# different question from held-out animals):
+az.loo(idata["reinforce-baseline"])
+
+# %%
+# ``az.compare`` ranks the two fits by it. ArviZ warns where the Pareto shape of some trials' importance
 # weights is high: each trial's weights have their own posterior, so leaving one trial out moves them, and
 # those trials' LOO terms are less reliable; held-out animals have no such caveat.
 az.compare(idata)
