@@ -173,3 +173,17 @@ def test_cli_fits_a_subject_from_a_one_cache(one, table, tmp_path, capsys):
     assert main(["fit", "trials.csv", "--one-subject", "sim000", "--one-cache", str(one.cache_dir),
                  "--out", str(tmp_path / "x")]) == 2
     assert "--one-subject NAME and --one-cache DIR go together" in capsys.readouterr().err
+
+
+def test_a_real_mouse_in_the_trials_table_format_reads_as_from_csv(tmp_path):
+    """IBL's current layout: one ``_ibl_trials.table.pqt`` per session; here the shipped mouse SWC_054."""
+    from learnrules.data import load_ibl_mouse
+
+    mouse = load_ibl_mouse()
+    first = mouse[mouse["session"] < 3]
+    for date, block in first.groupby("date"):
+        alf = tmp_path / "hoferlab" / "Subjects" / "SWC_054" / date / "001" / "alf"
+        alf.mkdir(parents=True)
+        block[list(ATTRIBUTES)].reset_index(drop=True).to_parquet(alf / "_ibl_trials.table.pqt")
+    make_parquet_db(tmp_path, hash_files=True)
+    _assert_same(load_one(open_one(tmp_path), "SWC_054"), load_trials(first))
