@@ -13,8 +13,10 @@ Parts (each replaces its rows of results/neural_converge.csv and re-renders resu
 - ``history``: a cohort whose truth reads the reward history (an eligibility trace of choices gated by reward,
   ``HISTORY``), 12 training + 16 held-out animals x 3,000 trials (``--trials``), simulation seed ``--sim-seed``.
   Fitted: the Markov parametric rules REINFORCE+baseline and asymmetric, and the hybrids
-  ``reinforce-baseline+mlp`` and ``reinforce-baseline+gru``. Reports the oracle's lead over the best Markov
-  parametric rule, the share of it each hybrid recovers, and GRU minus MLP with its SE over the held-out animals.
+  ``reinforce-baseline+mlp`` and ``reinforce-baseline+gru`` (``--rules``: a subset, so that a seed's rules can
+  run in separate processes; every held-out animal's score goes to results/neural_converge_history_scores.csv).
+  Reports the oracle's lead over the best Markov parametric rule, the share of it each hybrid recovers, and GRU
+  minus MLP with its SE paired over the held-out animals.
 
 - ``speed``: noise-free REINFORCE animals (12 training + 4 held-out x 10,000 trials): ``mlp`` and
   ``reinforce+mlp`` fitted to convergence, then Liu et al.'s schedule (the deterministic rollout, Adam lr 3e-3,
@@ -25,6 +27,7 @@ Parts (each replaces its rows of results/neural_converge.csv and re-renders resu
   projected from 10 timed epochs), and how much sooner each converged fit reaches that score.
 
 Usage: python bench/neural_converge.py PART [--truth NAME] [--sim-seed N] [--animals N] [--trials T]
+       [--rules A,B] [--budget S]
 """
 
 from __future__ import annotations
@@ -115,27 +118,62 @@ def part_repro(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+HISTORY_RULES = ("reinforce-baseline", "asymmetric", "reinforce-baseline+mlp", "reinforce-baseline+gru")
+SCORES = RESULTS / "neural_converge_history_scores.csv"  # per held-out animal: paired comparisons at render time
+
+
 def part_history(args: argparse.Namespace) -> list[dict]:
+    """Fit ``args.rules`` (default all of HISTORY_RULES) and store every held-out animal's score.
+
+    Runs for different rules of one seed may go to separate processes: the shares of the oracle's lead and
+    GRU minus MLP are computed by :func:`history_summary` from the stored per-animal scores.
+    """
     truth, params = HISTORY
     train, test, oracle = cohort(truth, args, params, held_out=16)
-    scores, models = {}, {}
-    for name in ("reinforce-baseline", "asymmetric", "reinforce-baseline+mlp", "reinforce-baseline+gru"):
-        models[name] = fit_model(train, name, seed=0, progress=False, config=FitConfig(param_posterior="none"))
-        scores[name] = score(models[name], test)
-        logger.info("%s: %.5f", name, scores[name].mean())
-    markov = max(("reinforce-baseline", "asymmetric"), key=lambda n: scores[n].mean())
-    lead = float(oracle.mean() - scores[markov].mean())
-    rows = []
-    for name, model in models.items():
-        r = row("history", truth, name, args.sim_seed, model, scores[name], oracle, scores[markov])
-        r["recovered_share"] = float((scores[name].mean() - scores[markov].mean()) / lead)
-        r["oracle_minus_best_markov"] = lead
-        rows.append(r)
-    gru, mlp = scores["reinforce-baseline+gru"], scores["reinforce-baseline+mlp"]
-    diff = gru - mlp
-    rows[-1]["gru_minus_mlp"] = float(diff.mean())
-    rows[-1]["gru_minus_mlp_se"] = float(diff.std(ddof=1) / np.sqrt(len(diff)))
+    rows, scores = [], {"oracle": oracle}
+    for name in args.rules or HISTORY_RULES:
+        model = fit_model(train, name, seed=0, progress=False, budget_s=args.budget,
+                          config=FitConfig(param_posterior="none"))
+        scores[name] = score(model, test)
+        rows.append(row("history", truth, name, args.sim_seed, model, scores[name], oracle, None))
+        logger.info("%s", rows[-1])
+    save_scores(args.sim_seed, scores)
     return rows
+
+
+def save_scores(seed: int, scores: dict[str, np.ndarray]) -> None:
+    """Replace the stored per-animal held-out scores of these rules at this simulation seed."""
+    with open(RESULTS / ".neural_converge.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = pd.read_csv(SCORES) if SCORES.exists() else pd.DataFrame(columns=["seed", "rule", "animal", "nats"])
+        old = old[~((old["seed"] == seed) & old["rule"].isin(list(scores)))]
+        new = pd.DataFrame([{"seed": seed, "rule": name, "animal": i, "nats": float(v)}
+                            for name, values in scores.items() for i, v in enumerate(values)])
+        pd.concat([old, new], ignore_index=True).to_csv(SCORES, index=False)
+
+
+def history_summary() -> pd.DataFrame:
+    """Per seed and rule: the share of the oracle's lead over the best Markov parametric rule it recovers, and
+    the GRU hybrid minus the MLP hybrid with its SE (paired over the held-out animals)."""
+    if not SCORES.exists():
+        return pd.DataFrame()
+    table = pd.read_csv(SCORES).pivot_table(index=["seed", "animal"], columns="rule", values="nats")
+    out = []
+    for seed, sub in table.groupby(level="seed"):
+        markov = [n for n in ("reinforce-baseline", "asymmetric") if n in sub]
+        if "oracle" not in sub or not markov:
+            continue
+        best = max(markov, key=lambda n: sub[n].mean())
+        lead = sub["oracle"].mean() - sub[best].mean()
+        for name in sub.columns.drop("oracle"):
+            r = {"seed": seed, "rule": name, "heldout_nats": sub[name].mean(), "best_markov": best,
+                 "oracle_minus_best_markov": lead, "recovered_share": (sub[name].mean() - sub[best].mean()) / lead}
+            if name == "reinforce-baseline+gru" and "reinforce-baseline+mlp" in sub:
+                diff = sub[name] - sub["reinforce-baseline+mlp"]
+                r |= {"gru_minus_mlp": diff.mean(), "gru_minus_mlp_se": diff.std(ddof=1) / np.sqrt(len(diff)),
+                      "n_heldout": len(diff)}
+            out.append(r)
+    return pd.DataFrame(out)
 
 
 def part_speed(args: argparse.Namespace) -> list[dict]:
@@ -187,17 +225,20 @@ def render(frame: pd.DataFrame) -> str:
              "held-out animals scored by the Gaussian filter. `gap_to_oracle`: the true rule with its true "
              "parameters minus the fit (nats/trial); `minus_parametric`: the fit minus the fitted parametric rule, "
              "mean and SE of the paired per-animal difference.", "",
-             "Regenerate: `python bench/neural_converge.py parametric --truth NAME` and "
-             "`python bench/neural_converge.py repro --truth NAME`.", ""]
+             "Regenerate: `python bench/neural_converge.py parametric --truth NAME`, "
+             "`python bench/neural_converge.py repro --truth NAME`, `python bench/neural_converge.py speed` and "
+             "`python bench/neural_converge.py history --animals 12 --trials 3000 --sim-seed S --budget 330` "
+             "(S = 1, 2, 3; the history rows were fitted one process per rule group, "
+             "`--rules reinforce-baseline,asymmetric,reinforce-baseline+mlp` and `--rules reinforce-baseline+gru`, "
+             "one thread each, 21 processes on a 16-core machine).", ""]
     for part, sub in frame.groupby("part", sort=False):
         lines += [f"## {part}", "", markdown(sub.drop(columns="part").dropna(axis=1, how="all"), digits=5), ""]
         if part == "history":
-            for seed, rep in sub.groupby("seed"):
-                last = rep.iloc[-1]
-                lines += [f"Simulation seed {seed}: oracle minus best Markov parametric "
-                          f"{last['oracle_minus_best_markov']:.5f} nats/trial; GRU hybrid minus MLP hybrid "
-                          f"{last['gru_minus_mlp']:+.5f} +- {last['gru_minus_mlp_se']:.5f} (SE over 16 held-out "
-                          "animals).", ""]
+            summary = history_summary()
+            if len(summary):
+                lines += ["Per seed: the share of the oracle's lead over the best Markov parametric rule that each "
+                          "fit recovers; GRU hybrid minus MLP hybrid, mean and SE paired over the held-out animals "
+                          f"(from {SCORES.name}).", "", markdown(summary, digits=5), ""]
         if part == "repro":
             for truth, rep in sub.groupby("truth"):
                 spread = rep["heldout_nats"].max() - rep["heldout_nats"].min()
@@ -213,8 +254,8 @@ def save(rows: list[dict], part: str, truth: str) -> None:
         old = pd.read_csv(CSV) if CSV.exists() else pd.DataFrame()
         if len(old):
             same = (old["part"] == part) & (old["truth"] == truth)
-            if part == "history":  # one set of rows per simulation seed
-                same &= old["seed"] == rows[0]["seed"]
+            if part == "history":  # one set of rows per simulation seed and rule
+                same &= (old["seed"] == rows[0]["seed"]) & old["rule"].isin([r["rule"] for r in rows])
             old = old[~same]
         frame = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)
         frame.to_csv(CSV, index=False)
@@ -230,6 +271,9 @@ def main() -> None:
     parser.add_argument("--animals", type=int, default=12)
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--sim-seed", type=int, default=0)
+    parser.add_argument("--rules", type=lambda text: tuple(text.split(",")), default=None,
+                        help="history: comma-separated subset of the rules to fit")
+    parser.add_argument("--budget", type=float, default=900.0, help="cap of each network fit, seconds")
     args = parser.parse_args()
     setup()
     parts = {"parametric": part_parametric, "repro": part_repro, "history": part_history, "speed": part_speed}
