@@ -114,6 +114,9 @@ def output_folder(out: str | os.PathLike, *, overwrite: bool = False) -> Iterato
     tmp: Path | None = None
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
+        mask = os.umask(0)
+        os.umask(mask)
+        tmp.chmod(0o777 & ~mask)  # a folder as mkdir makes it (mkdtemp's is private)
         yield tmp
         _commit(tmp, out, overwrite)
         tmp = None
