@@ -1,8 +1,9 @@
 """Degenerate animals said out loud: one choice only, a feature constant within an animal, perfect separation.
 
-Such data fit, but say little: a one-sided animal's choices pin its bias only from below (or above), and a
-separated feature's weight has no finite best value, so its band reflects the prior and the drift, not the
-data. Each finding is logged as a warning naming the animal (the command line prints warnings).
+Such data fit, but say little: a one-sided animal's choices bound its bias from one side only, and a
+separated feature's weight has no finite best value, so their bands reflect the prior and the Gaussian
+approximation more than the data. Each finding is logged as a warning naming the animal (the command line
+prints warnings).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def _one_sided(data: TrialData) -> list[str]:
         if len(made) and np.all(made == made[0]):
             side = "right" if made[0] == 1 else "left"
             found.append(f"animal {animal.subject!r} chose {side} on all {len(made)} trials with a choice: its "
-                         "weights are identified only from one side, and their band is mostly the prior's")
+                         "weights are bounded from one side only, and their band understates how far they may lie")
     return found
 
 
@@ -53,10 +54,14 @@ def degenerate_findings(data: TrialData, features: Sequence[str] | None = None) 
             if np.all(x[:, k] == x[0, k]):
                 found.append(f"animal {animal.subject!r}: feature {name!r} is constant ({x[0, k]:g}), so its "
                              "weight is confounded with the bias")
-            elif animal.subject not in one_sided and np.all(x[:, k] != 0) and (
-                    np.all((x[:, k] > 0) == (y == 1)) or np.all((x[:, k] > 0) == (y == 0))):
+                continue
+            signed = x[:, k] != 0
+            right = x[signed, k] > 0
+            if animal.subject not in one_sided and signed.any() and (
+                    np.all(right == (y[signed] == 1)) or np.all(right == (y[signed] == 0))):
                 found.append(f"animal {animal.subject!r}: feature {name!r} separates its choices perfectly (its "
-                             "sign alone predicts every choice), so its weight is bounded by the prior only")
+                             "sign alone predicts every choice where it is not 0), so its weight is bounded by the "
+                             "prior only")
     return found
 
 
