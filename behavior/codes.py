@@ -112,11 +112,12 @@ def looks_flipped(choice: np.ndarray, reward: np.ndarray, reference: np.ndarray)
 
 
 def check_choice_sign(choice: np.ndarray, reward: np.ndarray, reference: np.ndarray, rows: np.ndarray,
-                      coding: Coding) -> None:
+                      coding: Coding, *, subject: str | None = None) -> None:
     """Raise when most rewarded trials chose the side opposite to the correct side: a flipped choice code.
 
     ``reference`` is the correct side known independently of feedback (the answer column, or the side with
     the higher contrast), NaN where unknown. Getting the sign wrong silently flips every stimulus weight.
+    ``subject`` names the animal when the arrays are one animal's.
     """
     if not looks_flipped(choice, reward, reference):
         return
@@ -124,9 +125,10 @@ def check_choice_sign(choice: np.ndarray, reward: np.ndarray, reference: np.ndar
     wrong = usable & (choice != reference)
     first = np.flatnonzero(wrong)[0]
     convention = "IBL: -1 = right, +1 = left" if coding == "ibl" else "binary: 1 = right, 0 = left"
+    whose = "" if subject is None else f" of subject {subject!r}"
     raise bad_value("choice", int(rows[first]), "right" if choice[first] == 1 else "left",
                     f"contradicts the correct side on a rewarded trial ({int(wrong.sum())} of "
-                    f"{int(usable.sum())} rewarded trials do): the choice code looks flipped ({convention})")
+                    f"{int(usable.sum())} rewarded trials{whose} do): the choice code looks flipped ({convention})")
 
 
 def _named(subjects: list[str]) -> str:

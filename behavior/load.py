@@ -224,7 +224,12 @@ def _trial_values(table: Mapping[str, pd.Series], stimulus_columns: Sequence[str
             logger.info("choice coding: IBL after all (no -1 codes, but only IBL's +1 = left makes rewarded "
                         "choices match the correct side, and no choice-0 trial was rewarded)")
             coding, values = "ibl", ibl
-    check_choice_sign(values["choice"], values["reward"], values.pop("reference"), rows, coding)
+    reference = values.pop("reference")
+    check_choice_sign(values["choice"], values["reward"], reference, rows, coding)
+    for name in dict.fromkeys(subject.tolist()):  # one animal read with the other animals' code shows here
+        mine = subject == name
+        check_choice_sign(values["choice"][mine], values["reward"][mine], reference[mine], rows[mine], coding,
+                          subject=str(name))
     values.update({f"covariate:{k}": v for k, v in covariates.items()})
     return values, coding
 
