@@ -25,13 +25,22 @@ _BLOCKED = {signal.SIGINT, signal.SIGTERM}
 
 
 def check_destination(out: str | os.PathLike, *, overwrite: bool) -> Path:
-    """Refuse an ``--out`` that names a file, or an existing folder without ``overwrite``; return it as a Path."""
+    """Refuse an ``--out`` that names a file, or an existing folder without ``overwrite``; return it as a Path.
+
+    With ``overwrite``, a non-empty folder is replaced only if it holds a ``summary.json`` (an output of
+    learnrules) and does not hold the current folder: ``--out . --overwrite`` must not delete your data.
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} is an existing file, not a folder; name a folder")
     if out.is_dir() and not overwrite:
         raise ValueError(f"--out {str(out)!r} already exists; pass --overwrite to replace it whole, or name a new "
                          "folder")
+    if out.is_dir() and (Path.cwd().resolve() == out.resolve() or out.resolve() in Path.cwd().resolve().parents):
+        raise ValueError(f"--out {str(out)!r} holds the current folder; --overwrite will not replace it")
+    if out.is_dir() and any(out.iterdir()) and not (out / "summary.json").is_file():
+        raise ValueError(f"--out {str(out)!r} is not an output folder of learnrules (no summary.json); "
+                         "--overwrite replaces only those, or empty folders")
     parent = next((p for p in out.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         raise ValueError(f"--out {str(out)!r}: {str(parent)!r} is a file, not a folder")

@@ -134,3 +134,13 @@ def test_two_fits_into_one_folder_at_once(table, tmp_path):
     assert "being written by another learnrules run" in loser or "already exists" in loser
     assert _whole(out)["files"] and json.loads((out / "summary.json").read_text())["n_trials"] == 80
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "tiny.csv"]  # no temporary folder, no lock
+
+
+def test_overwrite_never_replaces_the_current_folder(table, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")
+    monkeypatch.chdir(out)
+    assert main(["fit", str(table), "--out", ".", "--overwrite", *FIT]) == 2
+    assert "holds the current folder; --overwrite will not replace it" in capsys.readouterr().err
+    assert (out / "summary.json").read_text() == "{}"

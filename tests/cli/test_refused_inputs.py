@@ -186,6 +186,12 @@ def _file(tmp_path: Path) -> str:
     return str(tmp_path / "afile")
 
 
+def _data_folder(tmp_path: Path) -> str:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "trials.csv").write_text("precious")
+    return str(tmp_path / "data")
+
+
 def _one_session(tmp_path: Path) -> str:
     base().assign(session=1, trial=list(range(8)) * 2).to_csv(tmp_path / "one_session.csv", index=False)
     return str(tmp_path / "one_session.csv")
@@ -237,6 +243,8 @@ OPTION_CASES = {
                       r"--out '.*afile' is an existing file, not a folder"),
     "out below a file": (["fit", "{good}", "--rule", "zero", "--out", "{file}/out"],
                          r"'.*afile' is a file, not a folder"),
+    "overwrite a folder that is not an output": (["fit", "{good}", "--rule", "zero", "--overwrite", "--out", "{data}"],
+                                                 r"--out '.*data' is not an output folder of learnrules \(no summary"),
     "compare into existing out": (["compare", "{good}", "--rules", "zero", "--folds", "2", "--out", "{folder}"],
                                   r"already exists; pass --overwrite"),
     "recover into existing out": (["recover", "--rule", "zero", "--out", "{folder}"],
@@ -250,10 +258,11 @@ def test_bad_option_is_refused_before_any_work(name, tmp_path, capsys):
     good = tmp_path / "good.csv"
     base().to_csv(good, index=False)
     fill = {"good": str(good), "out": str(tmp_path / "out"), "folder": _folder(tmp_path), "file": _file(tmp_path),
-            "one": _one_session(tmp_path)}
+            "one": _one_session(tmp_path), "data": _data_folder(tmp_path)}
     code, err = _run([a.format(**fill) for a in args] + ["-q"], capsys)
     _one_line(code, err, pattern)
     assert not (tmp_path / "out").exists() and (tmp_path / "existing" / "summary.json").read_text() == "{}"
+    assert (tmp_path / "data" / "trials.csv").read_text() == "precious"
     assert not list(tmp_path.glob(".*"))  # no temporary folder, no lock
 
 
