@@ -22,13 +22,15 @@ __all__ = ["check_destination", "lock_path", "output_folder"]
 logger = logging.getLogger(__name__)
 
 _BLOCKED = {signal.SIGINT, signal.SIGTERM}
+_OUTPUT_MARKS = ("summary.json", "failures.csv")  # what every learnrules output folder holds, one or the other
 
 
 def check_destination(out: str | os.PathLike, *, overwrite: bool) -> Path:
     """Refuse an ``--out`` that names a file, or an existing folder without ``overwrite``; return it as a Path.
 
-    With ``overwrite``, a non-empty folder is replaced only if it holds a ``summary.json`` (an output of
-    learnrules) and does not hold the current folder: ``--out . --overwrite`` must not delete your data.
+    With ``overwrite``, a non-empty folder is replaced only if it holds a ``summary.json`` or a
+    ``failures.csv`` (an output of learnrules) and does not hold the current folder: ``--out . --overwrite``
+    must not delete your data.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -38,7 +40,7 @@ def check_destination(out: str | os.PathLike, *, overwrite: bool) -> Path:
                          "folder")
     if out.is_dir() and (Path.cwd().resolve() == out.resolve() or out.resolve() in Path.cwd().resolve().parents):
         raise ValueError(f"--out {str(out)!r} holds the current folder; --overwrite will not replace it")
-    if out.is_dir() and any(out.iterdir()) and not (out / "summary.json").is_file():
+    if out.is_dir() and any(out.iterdir()) and not any((out / name).is_file() for name in _OUTPUT_MARKS):
         raise ValueError(f"--out {str(out)!r} is not an output folder of learnrules (no summary.json); "
                          "--overwrite replaces only those, or empty folders")
     parent = next((p for p in out.parents if p.exists()), None)
