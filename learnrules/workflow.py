@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from learnrules.behavior.trials import TrialData
-from learnrules.inference.evaluation.crossval import Fold, cross_validate
+from learnrules.inference.evaluation.crossval import CV_COLUMNS, Fold, animal_folds, score_fold, session_folds
 from learnrules.inference.evaluation.evaluate import PredictiveScore, gaussian_filter_loglik
 from learnrules.inference.result import FitResult
 from learnrules.inference.rollout.early_stopping import holdout_sessions
@@ -43,11 +43,12 @@ from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import Activation, GRURule, MLPRule, NeuralRule
 from learnrules.models.rule import LearningRule, as_params
 from learnrules.other_rules.registry import RULES, make_rule
+from learnrules.parallel import ParallelConfig, Task, TaskFailure, progress_bar, run_tasks
 
 __all__ = ["ADAM_ROLLOUT_CONFIG", "LBFGS_ROLLOUT_CONFIG", "MAX_UPDATE", "NEURAL_ACTIVATION", "NEURAL_FIT_CONFIG",
-           "NEURAL_HIDDEN", "NEURAL_RULES", "RULE_NAMES", "TEACHER", "FittedModel", "FitPredictor", "build_rule",
-           "check_rule_name", "cross_validate_rules", "fit_model", "is_neural", "network_part", "parse_list",
-           "rollout_to_result", "split_rule_name", "stage_one"]
+           "NEURAL_HIDDEN", "NEURAL_RULES", "RULE_NAMES", "TEACHER", "FitsFailed", "FittedModel", "FitPredictor",
+           "build_rule", "check_rule_name", "cross_validate_rules", "fit_model", "is_neural", "network_part",
+           "parse_list", "rollout_to_result", "split_rule_name", "stage_one"]
 
 logger = logging.getLogger(__name__)
 
@@ -435,33 +436,92 @@ def _fit_staged(name: str, cohort: CohortTensors, *, seed: int | None, budget_s:
                        validation)
 
 
+class FitsFailed(RuntimeError):
+    """Some fits of a cross-validation raised; the others finished.
+
+    Attributes
+    ----------
+    failures : list of TaskFailure
+        One per failed fit, labelled ``rule NAME, fold I`` (a neural or hybrid rule whose parametric stage
+        failed in that fold is listed too).
+    completed : pandas.DataFrame
+        The cross-validation rows of the fits that finished (columns as :func:`cross_validate_rules`).
+    """
+
+    def __init__(self, failures: Sequence[TaskFailure], completed: pd.DataFrame) -> None:
+        self.failures = list(failures)
+        self.completed = completed
+        super().__init__(f"{len(self.failures)} fit(s) failed: " + "; ".join(str(f) for f in self.failures))
+
+
+def _fit_and_score(fit: Callable[[TrialData, str, FitResult | None], FittedModel], fold: Fold, name: str,
+                   start: FitResult | None, score: bool, keep: bool) -> tuple[pd.DataFrame | None, FitResult | None]:
+    """Fit ``name`` on ``fold``'s training data; return its held-out rows (if ``score``) and its fit (if ``keep``)."""
+    model = fit(fold.train, name, start)
+    return (score_fold(FitPredictor(model), fold, name) if score else None), (model.result if keep else None)
+
+
 def cross_validate_rules(data: TrialData, rules: Sequence[str],
                          fit: Callable[[TrialData, str, FitResult | None], FittedModel], *,
                          folds: Sequence[Fold] | None = None, scheme: Literal["animals", "sessions"] = "animals",
-                         k: int = 5, seed: int | None = 0) -> pd.DataFrame:
-    """Cross-validate ``rules``, fitting each fold's parametric stages once.
+                         k: int = 5, seed: int | None = 0, parallel: ParallelConfig | None = None,
+                         progress: bool | None = False) -> pd.DataFrame:
+    """Cross-validate ``rules``, fitting each fold's parametric stages once; the fits run in parallel.
 
     ``fit(train, name, start)`` fits one rule (``start``: the fold's fit of its parametric stage, for neural and
     hybrid rules; None otherwise), e.g. ``lambda train, name, start: fit_model(train, name, start=start)``. A
     parametric rule in ``rules`` and every neural or hybrid rule that starts from it share one fit per fold.
+    The parametric fits of every fold run first, then the neural and hybrid fits, each an independent task
+    (:func:`learnrules.parallel.run_tasks`) on the processes or the Dask cluster of ``parallel`` (default: one
+    after another, here). Each fit gets the same arguments wherever it runs, so the table does not depend on
+    where, or on how many workers: ``fit`` must be picklable (cloudpickle) for other processes and seed its own
+    randomness. ``progress`` shows one bar over all fits (None: when stderr is a terminal).
     Other arguments and the returned table as :func:`~learnrules.inference.evaluation.crossval.cross_validate`.
+
+    Raises
+    ------
+    FitsFailed
+        If any fit raised, after all the others finished; it names each failed rule and fold and holds the
+        finished fits' rows.
     """
-    fitted: dict[tuple[int, str], tuple[TrialData, FittedModel]] = {}  # holds train: its id stays unique
-
-    def parametric(train: TrialData, name: str) -> FittedModel:
-        key = (id(train), name)
-        if key not in fitted:
-            fitted[key] = (train, fit(train, name, None))
-        return fitted[key][1]
-
-    def fitter(name: str) -> Callable[[TrialData], FitPredictor]:
-        def fit_fold(train: TrialData) -> FitPredictor:
-            if is_neural(name):
-                return FitPredictor(fit(train, name, parametric(train, stage_one(name)).result))
-            return FitPredictor(parametric(train, name))
-        return fit_fold
-
-    return cross_validate(data, {name: fitter(name) for name in rules}, folds=folds, scheme=scheme, k=k, seed=seed)
+    parallel = parallel or ParallelConfig()
+    if folds is None:
+        folds = animal_folds(data, k=k, seed=seed) if scheme == "animals" else session_folds(data, k=k, seed=seed)
+    rules = list(rules)
+    firsts = list(dict.fromkeys(stage_one(n) if is_neural(n) else n for n in rules))
+    needed = {stage_one(n) for n in rules if is_neural(n)}
+    seconds = [n for n in rules if is_neural(n)]
+    rows: dict[tuple[int, str], pd.DataFrame | None] = {}
+    failures: dict[tuple[int, str], TaskFailure] = {}
+    with progress_bar(len(folds) * (len(firsts) + len(seconds)), progress=progress) as bar:
+        keys = [(f, n) for f in range(len(folds)) for n in firsts]
+        tasks = [Task(f"rule {n}, fold {folds[f].index}", _fit_and_score, (fit, folds[f], n, None, n in rules,
+                                                                           n in needed)) for f, n in keys]
+        starts = {}
+        for key, out in zip(keys, run_tasks(tasks, parallel, bar=bar), strict=True):
+            if isinstance(out, TaskFailure):
+                failures[key] = out
+            else:
+                rows[key], starts[key] = out
+        keys, tasks = [], []
+        for f, n in ((f, n) for f in range(len(folds)) for n in seconds):
+            label = f"rule {n}, fold {folds[f].index}"
+            if (f, stage_one(n)) in failures:
+                failures[f, n] = TaskFailure(label, f"its parametric stage {stage_one(n)} failed", "")
+                bar.update(1)
+            else:
+                keys.append((f, n))
+                tasks.append(Task(label, _fit_and_score, (fit, folds[f], n, starts[f, stage_one(n)], True, False)))
+        for key, out in zip(keys, run_tasks(tasks, parallel, bar=bar), strict=True):
+            if isinstance(out, TaskFailure):
+                failures[key] = out
+            else:
+                rows[key] = out[0]
+    ordered = [rows[f, n] for f in range(len(folds)) for n in rules if (f, n) in rows]
+    table = pd.concat(ordered, ignore_index=True) if ordered else pd.DataFrame(columns=CV_COLUMNS)
+    if failures:
+        raise FitsFailed([failures[f, n] for f in range(len(folds)) for n in rules if (f, n) in failures], table)
+    return table
 
 
 def _initial_prior(result: FitResult) -> tuple[np.ndarray, np.ndarray]:

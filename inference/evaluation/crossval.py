@@ -36,8 +36,8 @@ from learnrules.inference.evaluation.evaluate import PredictiveScore, particle_f
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule
 
-__all__ = ["Fold", "Predictor", "RulePredictor", "animal_folds", "session_folds", "mask_trials",
-           "hold_out_trials", "cross_validate", "compare_table"]
+__all__ = ["CV_COLUMNS", "Fold", "Predictor", "RulePredictor", "animal_folds", "session_folds", "mask_trials",
+           "hold_out_trials", "cross_validate", "compare_table", "score_fold"]
 
 logger = logging.getLogger(__name__)
 
@@ -163,18 +163,24 @@ def cross_validate(data: TrialData, rules: Mapping[str, Callable[[TrialData], Pr
     """
     if folds is None:
         folds = animal_folds(data, k=k, seed=seed) if scheme == "animals" else session_folds(data, k=k, seed=seed)
-    rows = []
-    for fold in folds:
-        for name, fit_fn in rules.items():
-            score = fit_fn(fold.train).score(fold.test)
-            if fold.score_mask is not None:
-                score = score.restrict(_padded_mask(score, fold.score_mask))
-            table = score.per_animal().assign(rule=name, fold=fold.index)
-            rows.append(table[table["n_trials"] > 0])
-            logger.info("fold %d, %s: %.4f nats/trial", fold.index, name, score.nats_per_trial)
-    columns = ["rule", "fold", "subject", "loglik", "nats_per_trial", "bits_per_trial", "accuracy", "n_trials",
-               "mc_se"]
-    return pd.concat(rows, ignore_index=True)[columns]
+    rows = [score_fold(fit_fn(fold.train), fold, name) for fold in folds for name, fit_fn in rules.items()]
+    return pd.concat(rows, ignore_index=True)[CV_COLUMNS]
+
+
+CV_COLUMNS = ["rule", "fold", "subject", "loglik", "nats_per_trial", "bits_per_trial", "accuracy", "n_trials", "mc_se"]
+
+
+def score_fold(predictor: Predictor, fold: Fold, name: str) -> pd.DataFrame:
+    """Score ``fold``'s test data with a predictor fitted to its training data: the rows of :func:`cross_validate`.
+
+    Only the trials of the fold's ``score_mask`` count; animals with no scored trial get no row.
+    """
+    score = predictor.score(fold.test)
+    if fold.score_mask is not None:
+        score = score.restrict(_padded_mask(score, fold.score_mask))
+    table = score.per_animal().assign(rule=name, fold=fold.index)
+    logger.info("fold %d, %s: %.4f nats/trial", fold.index, name, score.nats_per_trial)
+    return table[table["n_trials"] > 0][CV_COLUMNS]
 
 
 def _per_animal(cv: pd.DataFrame) -> pd.DataFrame:
