@@ -157,6 +157,15 @@ def _fitting(p: argparse.ArgumentParser, *, draws: bool = True) -> None:
                             "stays under ~500 MB, at least 10)")
 
 
+def _workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", type=_count, default=None,
+                   help="worker processes for the independent fits (rules x folds), one torch thread each "
+                        "(default: one per core); results do not depend on it")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the fits on a Dask cluster instead, e.g. tcp://10.0.0.5:8786 (pip install "
+                        "'learnrules[dask]')")
+
+
 def _table_input(p: argparse.ArgumentParser) -> None:
     p.add_argument("table", nargs="?", default=None,
                    help="trial table: CSV or Parquet (IBL ALF or 0/1 coding; see README 'Data'); or --one-subject")
@@ -195,6 +204,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
                         "held-out sessions' choices in its history, out of its likelihood)")
     p.add_argument("--folds", type=_folds, default=3, help="folds of --heldout (default 3)")
     _fitting(p)
+    _workers(p)
     _common(p)
 
 
@@ -226,6 +236,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
                         "history (their choices move the weights) but out of its likelihood (default animals)")
     _output(p)
     _fitting(p, draws=False)
+    _workers(p)
     _common(p)
 
 

@@ -7,6 +7,7 @@ lives in :mod:`learnrules.cli`.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from learnrules.models.neural_grid import STIMULUS_FEATURES
 from learnrules.models.rule import as_params
 from learnrules.other_rules.registry import RULES, make_rule
 from learnrules.outputs import write_fit, write_json
+from learnrules.parallel import ParallelConfig
 from learnrules.synthetic.cohort import SimulatedCohort, simulate_cohort
 from learnrules.synthetic.recovery import (
     drift_rmse,
@@ -41,6 +43,7 @@ from learnrules.synthetic.recovery import (
 from learnrules.synthetic.task import IBLTask
 from learnrules.workflow import (
     FitPredictor,
+    FitsFailed,
     FittedModel,
     check_rule_name,
     cross_validate_rules,
@@ -121,12 +124,19 @@ def run_compare(data: TrialData, rules: Sequence[str], args: argparse.Namespace,
     """Cross-validate ``rules`` on ``data``; return the per-animal table and the comparison table.
 
     In each fold a parametric rule is fitted once: the neural and hybrid rules that start from it (and the rule
-    itself, when compared) share that fit.
+    itself, when compared) share that fit. The fits run on ``--jobs`` processes or the ``--scheduler`` cluster.
     """
-    cv = cross_validate_rules(data, rules, lambda train, name, start: _fit(train, name, args, features,
-                                                                           intervals=False, start=start),
-                              scheme=scheme, k=args.folds, seed=args.seed)
+    quiet = argparse.Namespace(**{**vars(args), "quiet": True})  # one bar over all fits, none per fit
+    parallel = ParallelConfig(jobs=getattr(args, "jobs", 1), scheduler=getattr(args, "scheduler", None))
+    cv = cross_validate_rules(data, rules, functools.partial(_fold_fit, args=quiet, features=tuple(features)),
+                              scheme=scheme, k=args.folds, seed=args.seed, parallel=parallel,
+                              progress=progress_flag(args))
     return cv, compare_table(cv)
+
+
+def _fold_fit(train: TrialData, name: str, start: FitResult | None, *, args: argparse.Namespace,
+              features: Sequence[str]) -> FittedModel:
+    return _fit(train, name, args, features, intervals=False, start=start)
 
 
 def _fit_lines(model: FittedModel, data: TrialData, out: Path) -> str:
@@ -219,14 +229,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
         data = _load(args, features)
         if args.scheme == "sessions":
             check_session_folds(data, args.folds)
-        cv, table = run_compare(data, rules, args, features, scheme=args.scheme)
-        (folder / "figures").mkdir(parents=True, exist_ok=True)
-        cv.to_csv(folder / "crossval.csv", index=False)
-        table.to_csv(folder / "compare.csv", index=False)
-        plot_comparison(table, path=folder / "figures" / "comparison.png")
-        write_json(folder / "summary.json", {"scheme": args.scheme, "folds": args.folds, "seed": args.seed,
-                                             "features": list(features),
-                                             "comparison": table.to_dict(orient="records")})
+        try:
+            cv, table = run_compare(data, rules, args, features, scheme=args.scheme)
+        except FitsFailed as err:  # keep what finished, and say which rules and folds failed
+            err.completed.to_csv(folder / "crossval.csv", index=False)
+            pd.DataFrame([vars(f) for f in err.failures]).to_csv(folder / "failures.csv", index=False)
+            failed = err
+        else:
+            failed = None
+            (folder / "figures").mkdir(parents=True, exist_ok=True)
+            cv.to_csv(folder / "crossval.csv", index=False)
+            table.to_csv(folder / "compare.csv", index=False)
+            plot_comparison(table, path=folder / "figures" / "comparison.png")
+            write_json(folder / "summary.json", {"scheme": args.scheme, "folds": args.folds, "seed": args.seed,
+                                                 "features": list(features),
+                                                 "comparison": table.to_dict(orient="records")})
+    if failed is not None:
+        sys.stderr.write(f"learnrules: error: {' '.join(str(failed).split())} (the finished fits' rows are in "
+                         f"{out}/crossval.csv, the failures with their tracebacks in {out}/failures.csv)\n")
+        return 1
     emit(_table(table[["rule", "rank", "nats_per_trial", "se", "bits_per_trial", "accuracy", "diff_vs_best",
                        "p_value"]]))
     emit(f"\nheld-out {args.scheme}, {args.folds} folds; outputs in {out}/")
