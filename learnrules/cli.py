@@ -159,8 +159,9 @@ def _fitting(p: argparse.ArgumentParser, *, draws: bool = True) -> None:
 
 def _workers(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=_count, default=None,
-                   help="worker processes for the independent fits (rules x folds), one torch thread each "
-                        "(default: one per core); results do not depend on it")
+                   help="worker processes for independent fits (the rules x folds of compare and --heldout, the "
+                        "initializations of --restarts), one torch thread each (default: one per core); results "
+                        "do not depend on it")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run the fits on a Dask cluster instead, e.g. tcp://10.0.0.5:8786 (pip install "
                         "'learnrules[dask]')")

@@ -110,13 +110,15 @@ def _read_trials(args: argparse.Namespace) -> TrialData:
 
 
 def _fit(data: TrialData, name: str, args: argparse.Namespace, features: Sequence[str], *,
-         intervals: bool = True, start: FitResult | None = None) -> FittedModel:
+         intervals: bool = True, start: FitResult | None = None, parallel: ParallelConfig | None = None
+         ) -> FittedModel:
     if getattr(args, "draws", None) is not None and args.draws < 1:  # checked before a fit that may take minutes
         raise ValueError(f"--draws must be >= 1, got {args.draws}")
     return fit_model(data, name, features=features, seed=args.seed, budget_s=args.budget,
                      config=FitConfig(param_posterior="laplace" if intervals else "none"), max_steps=args.max_steps,
                      method=args.method, progress=progress_flag(args), hidden=args.hidden,
-                     activation=args.activation, restarts=args.restarts if is_neural(name) else 1, start=start)
+                     activation=args.activation, restarts=args.restarts if is_neural(name) else 1, start=start,
+                     parallel=parallel)
 
 
 def run_compare(data: TrialData, rules: Sequence[str], args: argparse.Namespace, features: Sequence[str], *,
@@ -127,11 +129,16 @@ def run_compare(data: TrialData, rules: Sequence[str], args: argparse.Namespace,
     itself, when compared) share that fit. The fits run on ``--jobs`` processes or the ``--scheduler`` cluster.
     """
     quiet = argparse.Namespace(**{**vars(args), "quiet": True})  # one bar over all fits, none per fit
-    parallel = ParallelConfig(jobs=getattr(args, "jobs", 1), scheduler=getattr(args, "scheduler", None))
+    parallel = _parallel(args)
     cv = cross_validate_rules(data, rules, functools.partial(_fold_fit, args=quiet, features=tuple(features)),
                               scheme=scheme, k=args.folds, seed=args.seed, parallel=parallel,
                               progress=progress_flag(args))
     return cv, compare_table(cv)
+
+
+def _parallel(args: argparse.Namespace) -> ParallelConfig:
+    """Where independent fits run: ``--jobs`` processes here, or the ``--scheduler`` Dask cluster."""
+    return ParallelConfig(jobs=getattr(args, "jobs", 1), scheduler=getattr(args, "scheduler", None))
 
 
 def _fold_fit(train: TrialData, name: str, start: FitResult | None, *, args: argparse.Namespace,
@@ -161,7 +168,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         data = _load(args, features)
         if args.heldout:
             check_session_folds(data, args.folds)
-        model = _fit(data, args.rule, args, features)
+        model = _fit(data, args.rule, args, features, parallel=_parallel(args))  # --restarts in parallel
         heldout = None
         if args.heldout:
             _, table = run_compare(data, [args.rule], args, features, scheme="sessions")

@@ -18,6 +18,7 @@ whatever the method, so writing outputs, scoring and plotting never branch on it
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -232,22 +233,43 @@ def choose_sigma(fitted: RolloutResult, cohort: CohortTensors, holdout: torch.Te
     return scores
 
 
+def _run_restarts(tasks: Sequence[Task], parallel: ParallelConfig, progress: bool | None) -> list:
+    """Run the fits of several initializations where ``parallel`` says (one bar over them when not here)."""
+    if parallel.in_process:
+        outs = run_tasks(tasks, parallel)
+    else:
+        with progress_bar(len(tasks), progress=progress, desc="initializations") as bar:
+            outs = run_tasks(tasks, parallel, bar=bar)
+    failed = [o for o in outs if isinstance(o, TaskFailure)]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(tasks)} initializations failed: "
+                           + "; ".join(str(f) for f in failed) + "\n" + failed[0].traceback)
+    return outs
+
+
 def _fit_neural(make: Callable[[int | None], NeuralRule], name: str, cohort: CohortTensors, *, seed: int | None,
-                budget_s: float, progress: bool | None, restarts: int, max_epochs: int | None = None) -> FittedModel:
+                budget_s: float, progress: bool | None, restarts: int, max_epochs: int | None = None,
+                parallel: ParallelConfig | None = None) -> FittedModel:
     """Fit ``restarts`` initializations (seeds ``seed``, ``seed + 1``, ...) by rollout; keep the best one.
 
-    "Best" is judged on the sessions held out of the loss for early stopping, the same for every fit.
+    "Best" is judged on the sessions held out of the loss for early stopping, the same for every fit. The
+    initializations are fitted where ``parallel`` says (default: one after another, here).
     """
     holdout = holdout_sessions(cohort, seed=seed)
     share = float(holdout.sum() / cohort.fitted.sum())
-    fits = {}
+    parallel = parallel or ParallelConfig()
+    tasks = []
     for i in range(restarts):
         run_seed = None if seed is None else seed + i
         rule = make(run_seed)
         config = ADAM_ROLLOUT_CONFIG if isinstance(rule, GRURule) else LBFGS_ROLLOUT_CONFIG
         config = replace(config, time_budget_s=budget_s, epochs=max_epochs or config.epochs)
-        fitted = fit_rollout(cohort, rule, config=config, holdout=holdout,
-                             seed=run_seed, progress=progress)
+        task = functools.partial(fit_rollout, config=config, holdout=holdout, seed=run_seed,
+                                 progress=progress if parallel.in_process else False)
+        tasks.append(Task(f"{name} initialization {run_seed if run_seed is not None else i}", task, (cohort, rule)))
+    fits = {}
+    for i, fitted in enumerate(_run_restarts(tasks, parallel, progress)):
+        run_seed = None if seed is None else seed + i
         fits[run_seed if run_seed is not None else i] = fitted
         logger.info("%s rollout fit (seed %s): %d epochs, %s, best held-out LL %.5f", name, run_seed,
                     fitted.n_steps, fitted.stop_reason, max(fitted.val_loglik, default=math.nan))
@@ -273,7 +295,8 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
               seed: int | None = None, budget_s: float = 900.0, config: FitConfig | None = None,
               method: Literal["variational", "rollout"] = "variational", progress: bool | None = None,
               hidden: Sequence[int] | None = None, activation: Activation | None = None,
-              restarts: int = 1, max_steps: int | None = None, start: FitResult | None = None) -> FittedModel:
+              restarts: int = 1, max_steps: int | None = None, start: FitResult | None = None,
+              parallel: ParallelConfig | None = None) -> FittedModel:
     """Fit the rule called ``name`` to ``data``.
 
     Parameters
@@ -311,6 +334,9 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
         Neural and hybrid rules: an existing fit of their parametric stage (:func:`stage_one`) to the same
         data, used instead of fitting it again (``compare`` fits it once per fold for all the rules that
         start there). Ignored with ``restarts`` > 1, whose parametric stage leaves sessions out.
+    parallel : ParallelConfig, optional
+        Where the ``restarts`` initializations are fitted (default: one after another, here); the result does
+        not depend on it.
 
     Returns
     -------
@@ -334,11 +360,11 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
             return build_rule(name, cohort.n_features, seed=run_seed, hidden=hidden or (32, 32),
                               activation=activation or "relu")
         return _fit_neural(make, name, cohort, seed=seed, budget_s=budget_s, progress=progress, restarts=restarts,
-                           max_epochs=max_steps)
+                           max_epochs=max_steps, parallel=parallel)
     if is_neural(name):
         return _fit_staged(name, cohort, seed=seed, budget_s=budget_s, config=config, progress=progress,
                            hidden=hidden or NEURAL_HIDDEN, activation=activation or NEURAL_ACTIVATION,
-                           restarts=restarts, max_steps=max_steps, start=start)
+                           restarts=restarts, max_steps=max_steps, start=start, parallel=parallel)
     rule = build_rule(name, cohort.n_features)
     result = fit(cohort, rule=rule, config=config, seed=seed, progress=progress)
     note = "" if result.converged else f"not converged after {result.n_steps} steps ({result.elapsed_s:.0f} s)"
@@ -366,17 +392,25 @@ def _holdout_score(result: FitResult, rule: LearningRule, cohort: CohortTensors,
     return float(score.loglik[(holdout & cohort.observed & cohort.valid).numpy()].mean())
 
 
+def _fit_restart(train: CohortTensors, rule: NeuralRule, config: FitConfig, seed: int, progress: bool | None,
+                 base: FitResult, holdout: torch.Tensor) -> tuple[FitResult, float]:
+    """Fit one initialization of a network from ``base``; return the fit and its score on ``holdout``."""
+    fitted = fit(train, rule=rule, config=config, seed=seed, progress=progress, start=base)
+    return fitted, _holdout_score(fitted, fitted.neural_rule(), train, holdout)
+
+
 def _fit_staged(name: str, cohort: CohortTensors, *, seed: int | None, budget_s: float, config: FitConfig | None,
                 progress: bool | None, hidden: Sequence[int], activation: Activation, restarts: int,
-                max_steps: int | None, start: FitResult | None) -> FittedModel:
+                max_steps: int | None, start: FitResult | None, parallel: ParallelConfig | None = None
+                ) -> FittedModel:
     """Fit the parametric stage of ``name``, then its network warm-started there.
 
     A hybrid's network starts at exactly zero on top of its fitted parametric rule. A plain ``mlp`` / ``gru``
     starts as an MLP distilled from a fitted :data:`TEACHER` (:func:`~learnrules.inference.variational.distill.distill`;
     the GRU reads its state through zero weights, :meth:`GRURule.from_mlp`). With ``restarts`` > 1 every
     initialization (seeds ``seed``, ``seed + 1``, ...) is fitted with a share of each animal's sessions held out
-    of the likelihood (:func:`holdout_sessions`); the best on those sessions is then fitted on all trials from
-    where it stopped.
+    of the likelihood (:func:`holdout_sessions`), where ``parallel`` says; the best on those sessions is then
+    fitted on all trials from where it stopped.
     """
     began = time.perf_counter()
     base_name, kind = split_rule_name(name)
@@ -408,15 +442,16 @@ def _fit_staged(name: str, cohort: CohortTensors, *, seed: int | None, budget_s:
         holdout = holdout_sessions(cohort, seed=seed)
         train = replace(cohort, held_out=holdout if cohort.held_out is None else cohort.held_out | holdout)
         base = fit(train, rule=base_rule, config=base_config, seed=seed, progress=progress)
+        parallel = parallel or ParallelConfig()
+        seeds = [i if seed is None else seed + i for i in range(restarts)]
+        tasks = [Task(f"{name} initialization {s}", _fit_restart,
+                      (train, network(s, base, train), net_config, s, progress if parallel.in_process else False,
+                       base, holdout)) for s in seeds]
         fits = {}
-        for i in range(restarts):
-            run_seed = i if seed is None else seed + i
-            fits[run_seed] = fit(train, rule=network(run_seed, base, train), config=net_config, seed=run_seed,
-                                 progress=progress, start=base)
-            validation[f"heldout_ll_seed_{run_seed}"] = _holdout_score(fits[run_seed], fits[run_seed].neural_rule(),
-                                                                       train, holdout)
-            logger.info("%s initialization %d: held-out LL %.5f", name, run_seed,
-                        validation[f"heldout_ll_seed_{run_seed}"])
+        for run_seed, (fitted, score) in zip(seeds, _run_restarts(tasks, parallel, progress), strict=True):
+            fits[run_seed] = fitted
+            validation[f"heldout_ll_seed_{run_seed}"] = score
+            logger.info("%s initialization %d: held-out LL %.5f", name, run_seed, score)
         scores = {s: validation[f"heldout_ll_seed_{s}"] for s in fits}
         chosen = max(scores, key=scores.get)
         validation |= {"heldout_ll": scores[chosen], "heldout_spread": max(scores.values()) - min(scores.values()),
