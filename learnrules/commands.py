@@ -171,7 +171,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         model = _fit(data, args.rule, args, features, parallel=_parallel(args))  # --restarts in parallel
         heldout = None
         if args.heldout:
-            _, table = run_compare(data, [args.rule], args, features, scheme="sessions")
+            try:
+                _, table = run_compare(data, [args.rule], args, features, scheme="sessions")
+            except FitsFailed as err:  # the first failed fold's error, of its own type, naming the fold
+                raise err.failures[0].labelled() from err
             keep = ["n_animals", "nats_per_trial", "se", "bits_per_trial", "accuracy", "accuracy_se"]
             heldout = {"scheme": "sessions", "folds": args.folds, **table.iloc[0][keep].to_dict()}
         write_fit(model, data, folder, seed=args.seed, n_draws=args.draws, heldout=heldout)

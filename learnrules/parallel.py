@@ -19,7 +19,7 @@ import logging
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -79,14 +79,24 @@ class Task:
 
 @dataclass(frozen=True)
 class TaskFailure:
-    """A task that raised: its label, the exception's type and message, and the formatted traceback."""
+    """A task that raised: its label, the exception's type and message, the formatted traceback, the exception."""
 
     label: str
     error: str
     traceback: str
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:
         return f"{self.label}: {self.error}"
+
+    def labelled(self) -> BaseException:
+        """Return the task's exception, of its own type, with the label before its message (to re-raise)."""
+        if self.exception is None:
+            return RuntimeError(str(self))
+        try:
+            return type(self.exception)(f"{self.label}: {self.exception}")
+        except Exception:  # an exception type that takes other arguments
+            return self.exception
 
 
 def progress_bar(total: int, *, progress: bool | None, desc: str = "fits") -> tqdm:
@@ -103,7 +113,7 @@ def _call(index: int, task: Task, dtype: torch.dtype, worker: bool) -> tuple[int
     try:
         return index, task.func(*task.args)
     except Exception as err:  # reported with the task's label; the other tasks carry on
-        return index, TaskFailure(task.label, f"{type(err).__name__}: {err}", traceback.format_exc())
+        return index, TaskFailure(task.label, f"{type(err).__name__}: {err}", traceback.format_exc(), err)
     finally:
         torch.set_default_dtype(previous)
 

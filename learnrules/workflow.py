@@ -241,9 +241,10 @@ def _run_restarts(tasks: Sequence[Task], parallel: ParallelConfig, progress: boo
         with progress_bar(len(tasks), progress=progress, desc="initializations") as bar:
             outs = run_tasks(tasks, parallel, bar=bar)
     failed = [o for o in outs if isinstance(o, TaskFailure)]
-    if failed:
-        raise RuntimeError(f"{len(failed)} of {len(tasks)} initializations failed: "
-                           + "; ".join(str(f) for f in failed) + "\n" + failed[0].traceback)
+    if failed:  # each is logged; the first is raised, of its own type
+        if failed[0].exception is not None and parallel.in_process:
+            raise failed[0].exception
+        raise failed[0].labelled()
     return outs
 
 

@@ -148,3 +148,24 @@ def test_restarts_in_parallel_give_the_serial_fit(table, rule, method):
     assert parallel.validation == serial.validation
     np.testing.assert_array_equal(parallel.result.weights_mean, serial.result.weights_mean)
     assert re.sub(r"\d+ s in all", "", parallel.note) == re.sub(r"\d+ s in all", "", serial.note)  # not the time
+
+
+def test_fit_heldout_names_the_failed_fold(table, tmp_path, monkeypatch, capsys):
+    from learnrules import commands
+
+    real = commands._fit
+
+    def failing(data, name, args, features, *, intervals=True, **kw):
+        if not intervals and data.n_trials > 0:  # the held-out folds' fits
+            raise FloatingPointError("diverged on purpose")
+        return real(data, name, args, features, intervals=intervals, **kw)
+
+    monkeypatch.setattr(commands, "_fit", failing)
+    sessions = pd.read_csv(table)
+    sessions["session"] = sessions["trial"] // 100  # 3 sessions per animal
+    sessions.to_csv(tmp_path / "sessions.csv", index=False)
+    out = tmp_path / "fit"
+    assert cli.main(["fit", str(tmp_path / "sessions.csv"), "--rule", "reinforce", "--heldout", "--folds", "2", "--max-steps", "3",
+                     "--jobs", "1", "--out", str(out)]) == 2
+    assert "learnrules: error: rule reinforce, fold 0: diverged on purpose" in capsys.readouterr().err
+    assert not out.exists()
