@@ -9,13 +9,15 @@ caller's default dtype, so a task computes the same numbers in a worker as in th
 that raises comes back as a :class:`TaskFailure` naming it; the other tasks run on. One progress bar counts
 the finished tasks (several calls can share it).
 
-Arguments are pickled to the workers (cloudpickle: closures are fine). On Dask, an argument passed to several
-tasks (the same object, e.g. one fold's data) is sent to the cluster once.
+Arguments are pickled to the workers (cloudpickle: closures are fine), for each task on local processes. On
+Dask, an argument several tasks take (the same object: the fit function, one fold's data, a shared parametric
+fit) is scattered to the cluster once and the tasks refer to it.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -104,22 +106,43 @@ def progress_bar(total: int, *, progress: bool | None, desc: str = "fits") -> tq
     return tqdm(total=total, desc=desc, unit="fit", disable=None if progress is None else not progress)
 
 
-def _call(index: int, task: Task, dtype: torch.dtype, worker: bool) -> tuple[int, Any]:
+def _call(index: int, label: str, func: Callable[..., Any], dtype: torch.dtype, worker: bool, *args: Any
+          ) -> tuple[int, Any]:
     """Run one task and return its index with its result, or a :class:`TaskFailure` if it raised."""
     previous = torch.get_default_dtype()
     if worker:  # only ever lowered: raising the count after MKL ran makes LAPACK hang (torch 2.13 CPU)
         torch.set_num_threads(1)
     torch.set_default_dtype(dtype)
     try:
-        return index, task.func(*task.args)
+        return index, func(*args)
     except Exception as err:  # reported with the task's label; the other tasks carry on
-        return index, TaskFailure(task.label, f"{type(err).__name__}: {err}", traceback.format_exc(), err)
+        exception = err
+        if worker:
+            try:  # it travels back to the caller only if it pickles
+                pickle.dumps(err)
+            except Exception:
+                exception = None
+        return index, TaskFailure(label, f"{type(err).__name__}: {err}", traceback.format_exc(), exception)
     finally:
         torch.set_default_dtype(previous)
 
 
+def _shared(tasks: Sequence[Task]) -> list[Any]:
+    """Return the arguments (by identity) that several tasks take: the data a Dask cluster receives once."""
+    seen: dict[int, Any] = {}
+    shared: dict[int, Any] = {}
+    for task in tasks:
+        for arg in (task.func, *task.args):
+            if arg is None or isinstance(arg, (str, int, float, bool)):
+                continue
+            if id(arg) in seen:
+                shared[id(arg)] = arg
+            seen[id(arg)] = arg
+    return list(shared.values())
+
+
 @contextmanager
-def _backend(config: ParallelConfig) -> Iterator[None]:
+def _backend(config: ParallelConfig, shared: Sequence[Any]) -> Iterator[None]:
     import joblib
 
     if config.scheduler is None:
@@ -135,7 +158,7 @@ def _backend(config: ParallelConfig) -> Iterator[None]:
     except OSError as err:
         raise ValueError(f"cannot reach the Dask scheduler at {config.scheduler!r}: {err}") from None
     try:
-        with joblib.parallel_config(backend="dask", n_jobs=-1):
+        with joblib.parallel_config(backend="dask", n_jobs=-1, scatter=list(shared) or None):
             yield
     finally:
         client.close()
@@ -161,15 +184,15 @@ def run_tasks(tasks: Sequence[Task], config: ParallelConfig, *, bar: tqdm | None
     dtype = torch.get_default_dtype()
     results: list[Any] = [None] * len(tasks)
     if config.in_process or not tasks:
-        done: Iterator[tuple[int, Any]] = (_call(i, t, dtype, False) for i, t in enumerate(tasks))
-        for i, result in done:
-            results[i] = _finished(result, bar)
+        for i, t in enumerate(tasks):
+            results[i] = _finished(_call(i, t.label, t.func, dtype, False, *t.args)[1], bar)
         return results
     import joblib
 
-    with _backend(config):
+    with _backend(config, _shared(tasks)):
         run = joblib.Parallel(return_as="generator_unordered")
-        for i, result in run(joblib.delayed(_call)(i, t, dtype, True) for i, t in enumerate(tasks)):
+        for i, result in run(joblib.delayed(_call)(i, t.label, t.func, dtype, True, *t.args)
+                             for i, t in enumerate(tasks)):
             results[i] = _finished(result, bar)
     return results
 

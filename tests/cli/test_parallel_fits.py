@@ -134,6 +134,14 @@ def test_run_tasks_keeps_order_and_reports_failures():
         ParallelConfig(jobs=0)
 
 
+def test_data_several_tasks_take_is_sent_to_a_dask_cluster_once(table):
+    from learnrules.parallel import _shared
+
+    fold = animal_folds(load_trials(table), k=2, seed=0)[0]
+    tasks = [Task(f"t{i}", fit_model, (fold, name, None, 3)) for i, name in enumerate(["zero", "reinforce"])]
+    assert _shared(tasks) == [fit_model, fold]  # the names, None and numbers travel with each task
+
+
 @pytest.mark.parametrize(("rule", "method"), [("reinforce+mlp", "variational"), ("mlp", "rollout")])
 def test_restarts_in_parallel_give_the_serial_fit(table, rule, method):
     data = load_trials(table)
@@ -165,7 +173,7 @@ def test_fit_heldout_names_the_failed_fold(table, tmp_path, monkeypatch, capsys)
     sessions["session"] = sessions["trial"] // 100  # 3 sessions per animal
     sessions.to_csv(tmp_path / "sessions.csv", index=False)
     out = tmp_path / "fit"
-    assert cli.main(["fit", str(tmp_path / "sessions.csv"), "--rule", "reinforce", "--heldout", "--folds", "2", "--max-steps", "3",
-                     "--jobs", "1", "--out", str(out)]) == 2
+    assert cli.main(["fit", str(tmp_path / "sessions.csv"), "--rule", "reinforce", "--heldout", "--folds", "2",
+                     "--max-steps", "3", "--jobs", "1", "--out", str(out)]) == 2
     assert "learnrules: error: rule reinforce, fold 0: diverged on purpose" in capsys.readouterr().err
     assert not out.exists()
