@@ -53,8 +53,8 @@ from learnrules.workflow import (
     score_summary,
 )
 
-__all__ = ["check_session_folds", "cmd_compare", "cmd_fit", "cmd_recover", "cmd_simulate", "emit", "progress_flag",
-           "run_compare"]
+__all__ = ["check_network_options", "check_session_folds", "cmd_compare", "cmd_fit", "cmd_recover", "cmd_simulate",
+           "emit", "progress_flag", "run_compare"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,19 @@ def _load(args: argparse.Namespace, features: Sequence[str]) -> TrialData:
     data = _read_trials(args)
     warn_degenerate(data, features, one_sided=False)  # load_trials warns of one-sided animals itself
     return data
+
+
+def check_network_options(args: argparse.Namespace, rules: Sequence[str]) -> None:
+    """Refuse network options when no rule in ``rules`` has a network: they would be ignored without a word.
+
+    The options: ``--hidden``, ``--activation``, ``--restarts`` > 1 and ``--method rollout``.
+    """
+    options = (("--hidden", args.hidden is not None), ("--activation", args.activation is not None),
+               ("--restarts", args.restarts > 1), ("--method rollout", args.method == "rollout"))
+    given = [name for name, used in options if used]
+    if given and not any(is_neural(rule) for rule in rules):
+        raise ValueError(f"{', '.join(given)} set the network of an mlp, gru or hybrid rule (e.g. "
+                         f"reinforce-baseline+mlp); {', '.join(repr(r) for r in rules)} has none")
 
 
 def check_session_folds(data: TrialData, folds: int) -> None:
@@ -163,6 +176,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     """Fit one rule to a trial table and write its outputs (whole, or not at all: see :mod:`learnrules.atomic`)."""
     features = parse_list(args.features, what="feature")
     check_rule_name(args.rule)
+    check_network_options(args, [args.rule])
     out = Path(args.out)
     with output_folder(out, overwrite=args.overwrite) as folder:
         data = _load(args, features)
@@ -234,6 +248,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     features = parse_list(args.features, what="feature")
     rules = tuple(check_rule_name(name) for name in parse_list(args.rules, what="rule"))
+    check_network_options(args, rules)
     out = Path(args.out)
     with output_folder(out, overwrite=args.overwrite) as folder:
         data = _load(args, features)
@@ -306,6 +321,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
     features = parse_list(args.features, what="feature")
     fit_rule = args.fit_rule or args.rule
     check_rule_name(fit_rule)
+    check_network_options(args, [fit_rule])
     out = Path(args.out)
     with output_folder(out, overwrite=args.overwrite) as folder:
         cohort = _simulate(args, features, seed=args.seed)
