@@ -177,3 +177,17 @@ def test_fit_heldout_names_the_failed_fold(table, tmp_path, monkeypatch, capsys)
                      "--max-steps", "3", "--jobs", "1", "--out", str(out)]) == 2
     assert "learnrules: error: rule reinforce, fold 0: diverged on purpose" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _fit_small(train, name, start):
+    return fit_model(train, name, max_steps=2, start=start, progress=False, seed=0)
+
+
+def test_neural_rules_started_from_the_folds_parametric_fits_match_across_jobs(table):
+    data = load_trials(table)
+    rules = ["reinforce+mlp", "zero", "reinforce-baseline+mlp"]
+    serial = cross_validate_rules(data, rules, _fit_small, k=2, parallel=ParallelConfig(jobs=1))
+    parallel = cross_validate_rules(data, rules, _fit_small, k=2, parallel=ParallelConfig(jobs=2))
+    assert list(serial["rule"].unique()) == rules and len(serial) == 3 * 4
+    assert np.all(serial["nats_per_trial"].between(-1, 0))
+    pd.testing.assert_frame_equal(parallel, serial, check_exact=True)
