@@ -4,8 +4,9 @@ A :class:`ParallelConfig` says where the fits run: ``jobs`` worker processes her
 the workers of a Dask distributed cluster whose scheduler listens at ``scheduler`` (joblib's Dask backend; needs
 the ``dask`` extra, ``pip install 'learnrules[dask]'``). :func:`run_tasks` runs a list of :class:`Task` there
 and returns their results in the tasks' order, whatever order they finish in. Each worker process runs one torch
-thread (fits are many small banded solves: more threads per process compete for the same cores) and the
-caller's default dtype, so a task computes the same numbers in a worker as in the calling process. A task
+thread (fits are many small banded solves: more threads per process compete for the same cores), the
+caller's default dtype, so a task computes the same numbers in a worker as in the calling process, and the
+caller's level of the ``learnrules`` logger. A task
 that raises comes back as a :class:`TaskFailure` naming it; the other tasks run on. One progress bar counts
 the finished tasks (several calls can share it).
 
@@ -106,18 +107,24 @@ def progress_bar(total: int, *, progress: bool | None, desc: str = "fits") -> tq
     return tqdm(total=total, desc=desc, unit="fit", disable=None if progress is None else not progress)
 
 
-def _call(index: int, label: str, func: Callable[..., Any], dtype: torch.dtype, worker: bool, *args: Any
+def _call(index: int, label: str, func: Callable[..., Any], dtype: torch.dtype, worker: int | None, *args: Any
           ) -> tuple[int, Any]:
-    """Run one task and return its index with its result, or a :class:`TaskFailure` if it raised."""
+    """Run one task and return its index with its result, or a :class:`TaskFailure` if it raised.
+
+    ``worker``: None in the calling process; in a worker process, the caller's level of the learnrules logger.
+    """
     previous = torch.get_default_dtype()
-    if worker:  # only ever lowered: raising the count after MKL ran makes LAPACK hang (torch 2.13 CPU)
+    if worker is not None:  # only ever lowered: raising the count after MKL ran makes LAPACK hang (torch 2.13 CPU)
         torch.set_num_threads(1)
+        if not logging.getLogger().handlers:  # a fresh process (loky): log to stderr as the command line does
+            logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+        logging.getLogger("learnrules").setLevel(worker)
     torch.set_default_dtype(dtype)
     try:
         return index, func(*args)
     except Exception as err:  # reported with the task's label; the other tasks carry on
         exception = err
-        if worker:
+        if worker is not None:
             try:  # it travels back to the caller only if it pickles
                 pickle.dumps(err)
             except Exception:
@@ -185,13 +192,14 @@ def run_tasks(tasks: Sequence[Task], config: ParallelConfig, *, bar: tqdm | None
     results: list[Any] = [None] * len(tasks)
     if config.in_process or not tasks:
         for i, t in enumerate(tasks):
-            results[i] = _finished(_call(i, t.label, t.func, dtype, False, *t.args)[1], bar)
+            results[i] = _finished(_call(i, t.label, t.func, dtype, None, *t.args)[1], bar)
         return results
     import joblib
 
+    level = logging.getLogger("learnrules").getEffectiveLevel()
     with _backend(config, _shared(tasks)):
         run = joblib.Parallel(return_as="generator_unordered")
-        for i, result in run(joblib.delayed(_call)(i, t.label, t.func, dtype, True, *t.args)
+        for i, result in run(joblib.delayed(_call)(i, t.label, t.func, dtype, level, *t.args)
                              for i, t in enumerate(tasks)):
             results[i] = _finished(result, bar)
     return results
