@@ -6,14 +6,14 @@ whatever the method, so writing outputs, scoring and plotting never branch on it
 - parametric rules and the random walk (``zero``): the structured variational fit
   (:func:`learnrules.inference.variational.fit`);
 - neural rules (``mlp``, ``gru``) and hybrids (``reinforce-baseline+mlp``, ``delta+gru``: any fittable
-  registry rule before the ``+``): fitted in two stages, the parametric rule first, then its hybrid with a
-  network whose bounded output starts at zero (:class:`~learnrules.models.hybrid.HybridRule`; a plain ``mlp`` /
-  ``gru`` is instead a network distilled from a fitted :data:`TEACHER`), warm-started at that fit and optimized
-  with the rule's parameters and the noise by full-batch L-BFGS to a tolerance (:data:`NEURAL_FIT_CONFIG`); or
-  the deterministic
+  registry rule before the ``+``, :mod:`learnrules.rule_names`): fitted in two stages, the parametric rule first,
+  then the network warm-started there (:func:`learnrules.network_fit.fit_staged`); or the deterministic
   rollout fit (``method="rollout"``: sigma = 0, Liu et al. 2025;
-  :func:`learnrules.inference.rollout.rollout_fit.fit_rollout`, :data:`LBFGS_ROLLOUT_CONFIG`), whose rolled-out weights
-  fill the result with zero posterior sd and zero noise.
+  :func:`learnrules.inference.rollout.rollout_fit.fit_rollout`, :data:`LBFGS_ROLLOUT_CONFIG`), whose rolled-out
+  weights fill the result with zero posterior sd and zero noise.
+
+Scores on new data come from :class:`~learnrules.fitted_model.FitPredictor`. The names of the modules this one
+draws on are re-exported here.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -31,40 +30,45 @@ import pandas as pd
 import torch
 
 from learnrules.behavior.trials import TrialData
+from learnrules.fitted_model import FitPredictor, FittedModel, score_summary
 from learnrules.inference.evaluation.crossval import CV_COLUMNS, Fold, animal_folds, score_fold, session_folds
-from learnrules.inference.evaluation.evaluate import PredictiveScore, gaussian_filter_loglik
+from learnrules.inference.evaluation.evaluate import gaussian_filter_loglik
 from learnrules.inference.result import FitResult
 from learnrules.inference.rollout.early_stopping import holdout_sessions
 from learnrules.inference.rollout.rollout import rollout_weights
 from learnrules.inference.rollout.rollout_fit import RolloutConfig, RolloutResult, fit_rollout
-from learnrules.inference.variational.distill import distill
 from learnrules.inference.variational.fit import FitConfig, fit
-from learnrules.models.hybrid import HybridRule
 from learnrules.models.inputs import CohortTensors
-from learnrules.models.neural import Activation, GRURule, MLPRule, NeuralRule
-from learnrules.models.rule import LearningRule, as_params
-from learnrules.other_rules.registry import RULES, make_rule
+from learnrules.models.neural import Activation, GRURule, NeuralRule
+from learnrules.network_fit import (
+    MAX_UPDATE,
+    NEURAL_ACTIVATION,
+    NEURAL_FIT_CONFIG,
+    NEURAL_HIDDEN,
+    fit_staged,
+    network_part,
+    run_restarts,
+)
 from learnrules.parallel import ParallelConfig, Task, TaskFailure, progress_bar, run_tasks
+from learnrules.rule_names import (
+    NEURAL_RULES,
+    RULE_NAMES,
+    TEACHER,
+    build_rule,
+    check_rule_name,
+    is_neural,
+    parse_list,
+    split_rule_name,
+    stage_one,
+)
 
 __all__ = ["ADAM_ROLLOUT_CONFIG", "LBFGS_ROLLOUT_CONFIG", "MAX_UPDATE", "NEURAL_ACTIVATION", "NEURAL_FIT_CONFIG",
            "NEURAL_HIDDEN", "NEURAL_RULES", "RULE_NAMES", "TEACHER", "FitsFailed", "FittedModel", "FitPredictor",
            "build_rule", "check_rule_name", "cross_validate_rules", "fit_model", "is_neural", "network_part",
-           "parse_list", "rollout_to_result", "split_rule_name", "stage_one"]
+           "parse_list", "rollout_to_result", "score_summary", "split_rule_name", "stage_one"]
 
 logger = logging.getLogger(__name__)
 
-NEURAL_RULES = ("mlp", "gru")
-# The network part of a variational neural or hybrid fit: largest change of a weight in one trial it can add.
-MAX_UPDATE = 0.1
-# Variational settings of the network stage (bench/neural_converge.py): full-batch L-BFGS on the collapsed ELBO
-# per trial, posteriors re-solved warm-started at each evaluation (at most 10 Gauss-Newton iterations: the line
-# search's far trial points otherwise cost up to 50, ~12 s each on 6 x 3,000 trials, and any q gives a valid
-# bound); converged when the ELBO's 5-step window means change by less than 2e-6 of its size, no gradient entry
-# exceeds 1e-6 nats/trial, or a line search finds no better point. The time budget is a cap. The output
-# layer's Normal prior (sd 0.01) keeps the network from fitting noise: on 4 animals x 3,000 trials a hybrid
-# without it gained 15 nats of ELBO and lost 0.0033 nats/trial on held-out animals; with it, +0.00007.
-NEURAL_FIT_CONFIG = FitConfig(optimizer="lbfgs", param_posterior="none", max_steps=1000, window=5, tol=2e-6,
-                              grad_tol=1e-6, log_every=10, network_prior_sd=0.01, inner_max_iter=10)
 # Rollout settings (bench/results/rollout_method_*.md): both stop after 5 epochs without improvement on 20% of
 # the sessions, held out of the loss (:func:`holdout_sessions`), and keep their best state. MLP rules: 50
 # epochs of Liu et al.'s schedule (Adam lr 3e-3, backprop truncated every 100 trials, one step per epoch),
@@ -75,122 +79,7 @@ LBFGS_ROLLOUT_CONFIG = RolloutConfig(epochs=10_000, optimizer="lbfgs", lbfgs_ite
 ADAM_ROLLOUT_CONFIG = RolloutConfig(epochs=10_000, lr=3e-3, tbptt=100, update="chunk", patience=5, log_every=10)
 # Weight noise levels a rollout fit's predictions may assume, chosen on its held-out sessions (choose_sigma).
 SIGMA_GRID = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
-RULE_NAMES = (*RULES, *NEURAL_RULES)
-NEURAL_HIDDEN = (16, 16)
-# The parametric rule a plain mlp / gru is distilled from before its variational fit.
-TEACHER = "reinforce-baseline"
-NEURAL_ACTIVATION: Activation = "tanh"  # smooth: L-BFGS's curvature pairs and line search assume it
 _DTYPE = torch.float64
-
-
-def split_rule_name(name: str) -> tuple[str, str | None]:
-    """Split a rule name into its parametric base and its network kind.
-
-    ``"reinforce-baseline+mlp"`` -> ``("reinforce-baseline", "mlp")``; ``"mlp"`` -> ``("zero", "mlp")``;
-    ``"delta"`` -> ``("delta", None)``. The name is not checked (see :func:`check_rule_name`).
-    """
-    if name in NEURAL_RULES:
-        return "zero", name
-    base, plus, kind = name.partition("+")
-    return (base, kind) if plus else (name, None)
-
-
-def stage_one(name: str) -> str:
-    """Return the parametric rule a neural or hybrid rule's fit starts from (:data:`TEACHER` for a plain network)."""
-    base = split_rule_name(name)[0]
-    return TEACHER if base == "zero" else base
-
-
-def check_rule_name(name: str) -> str:
-    """Return ``name`` if it names a rule :func:`fit_model` can fit, else raise a ValueError listing the names.
-
-    Known names: :data:`RULE_NAMES`, and ``BASE+mlp`` / ``BASE+gru`` for a fittable registry rule ``BASE``.
-    """
-    base, kind = split_rule_name(name)
-    fittable = base in RULES and RULES[base].fittable
-    if name in RULE_NAMES or (fittable and kind in NEURAL_RULES):
-        return name
-    hybrids = ", ".join(f"{n}+mlp" for n in RULES if RULES[n].fittable and n != "zero")
-    raise ValueError(f"unknown rule {name!r}; known rules: {', '.join(RULE_NAMES)}, and hybrids of a parametric "
-                     f"rule and a network: {hybrids} (or +gru)")
-
-
-def is_neural(name: str) -> bool:
-    """Return whether the rule called ``name`` has a network (``mlp``, ``gru`` or a hybrid)."""
-    return split_rule_name(name)[1] is not None
-
-
-def parse_list(text: str, *, what: str, allowed: Sequence[str] | None = None) -> tuple[str, ...]:
-    """Split a comma-separated option into names, checking them against ``allowed``.
-
-    Raises
-    ------
-    ValueError
-        If the list is empty, has duplicates, or holds a name outside ``allowed``.
-    """
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    if not names:
-        raise ValueError(f"{what}: empty list {text!r}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"{what}: duplicate names in {text!r}")
-    if allowed is not None:
-        bad = [n for n in names if n not in allowed]
-        if bad:
-            raise ValueError(f"unknown {what} {bad[0]!r}; known: {', '.join(allowed)}")
-    return names
-
-
-def build_rule(name: str, n_features: int, *, seed: int | None = None, hidden: Sequence[int] = (32, 32),
-               activation: Activation = "relu") -> LearningRule | None:
-    """Return the rule called ``name`` (None for ``zero``, the random walk), with default settings.
-
-    ``hidden`` (layer widths) and ``activation`` shape the update network of ``mlp`` and ``gru``; parametric
-    rules ignore them.
-    """
-    if name == "zero":
-        return None
-    if name == "mlp":
-        return MLPRule(n_features, hidden=tuple(hidden), activation=activation, seed=seed)
-    if name == "gru":
-        return GRURule(n_features, hidden=tuple(hidden), activation=activation, seed=seed)
-    return make_rule(name)
-
-
-@dataclass(frozen=True)
-class FittedModel:
-    """A fitted rule and its posterior summaries.
-
-    Parameters
-    ----------
-    name : str
-        Registry name (``zero``, ``reinforce-baseline``, ``mlp``, ...).
-    rule : LearningRule or None
-        The fitted rule (a trained copy for neural rules; None for the random walk).
-    result : FitResult
-        Weights, parameters, noise, ELBO trace (for rollout fits: the deterministic trajectory).
-    method : {"variational", "rollout"}
-        How it was fitted.
-    note : str
-        Why the fit stopped, or other caveats.
-    validation : Mapping[str, float]
-        Rollout fits: the best held-out log-likelihood per trial (``heldout_ll``) on the sessions held out of
-        the loss for early stopping and their share of the trials (``heldout_share``); with restarts, the
-        best of every initialization by seed (``heldout_ll_seed_<seed>``); the weight noise its predictions
-        assume (``sigma``, chosen on the same sessions by :func:`choose_sigma`) and their score there
-        (``heldout_ll_sigma``). Empty for variational fits.
-    """
-
-    name: str
-    rule: LearningRule | None
-    result: FitResult
-    method: str
-    note: str = ""
-    validation: Mapping[str, float] = field(default_factory=dict)
-
-    @property
-    def scoring_rule(self) -> LearningRule:
-        """The rule to filter or simulate with (the zero rule for the random walk)."""
-        return self.rule if self.rule is not None else make_rule("zero")
 
 
 def rollout_to_result(fitted: RolloutResult, cohort: CohortTensors, *, name: str, sigma: float = 0.0) -> FitResult:
@@ -233,21 +122,6 @@ def choose_sigma(fitted: RolloutResult, cohort: CohortTensors, holdout: torch.Te
     return scores
 
 
-def _run_restarts(tasks: Sequence[Task], parallel: ParallelConfig, progress: bool | None) -> list:
-    """Run the fits of several initializations where ``parallel`` says (one bar over them when not here)."""
-    if parallel.in_process:
-        outs = run_tasks(tasks, parallel)
-    else:
-        with progress_bar(len(tasks), progress=progress, desc="initializations") as bar:
-            outs = run_tasks(tasks, parallel, bar=bar)
-    failed = [o for o in outs if isinstance(o, TaskFailure)]
-    if failed:  # each is logged; the first is raised, of its own type
-        if failed[0].exception is not None and parallel.in_process:
-            raise failed[0].exception
-        raise failed[0].labelled()
-    return outs
-
-
 def _fit_neural(make: Callable[[int | None], NeuralRule], name: str, cohort: CohortTensors, *, seed: int | None,
                 budget_s: float, progress: bool | None, restarts: int, max_epochs: int | None = None,
                 parallel: ParallelConfig | None = None) -> FittedModel:
@@ -269,7 +143,7 @@ def _fit_neural(make: Callable[[int | None], NeuralRule], name: str, cohort: Coh
                                  progress=progress if parallel.in_process else False)
         tasks.append(Task(f"{name} initialization {run_seed if run_seed is not None else i}", task, (cohort, rule)))
     fits = {}
-    for i, fitted in enumerate(_run_restarts(tasks, parallel, progress)):
+    for i, fitted in enumerate(run_restarts(tasks, parallel, progress)):
         run_seed = None if seed is None else seed + i
         fits[run_seed if run_seed is not None else i] = fitted
         logger.info("%s rollout fit (seed %s): %d epochs, %s, best held-out LL %.5f", name, run_seed,
@@ -363,113 +237,13 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
         return _fit_neural(make, name, cohort, seed=seed, budget_s=budget_s, progress=progress, restarts=restarts,
                            max_epochs=max_steps, parallel=parallel)
     if is_neural(name):
-        return _fit_staged(name, cohort, seed=seed, budget_s=budget_s, config=config, progress=progress,
+        return fit_staged(name, cohort, seed=seed, budget_s=budget_s, config=config, progress=progress,
                            hidden=hidden or NEURAL_HIDDEN, activation=activation or NEURAL_ACTIVATION,
                            restarts=restarts, max_steps=max_steps, start=start, parallel=parallel)
     rule = build_rule(name, cohort.n_features)
     result = fit(cohort, rule=rule, config=config, seed=seed, progress=progress)
     note = "" if result.converged else f"not converged after {result.n_steps} steps ({result.elapsed_s:.0f} s)"
     return FittedModel(name, rule, result, "variational", note)
-
-
-def network_part(kind: str, n_features: int, *, seed: int | None, hidden: Sequence[int] = NEURAL_HIDDEN,
-                 activation: Activation = NEURAL_ACTIVATION) -> NeuralRule:
-    """Return the network of a variational neural or hybrid fit: bounded by :data:`MAX_UPDATE`, starting at zero.
-
-    A GRU backpropagates through whole sequences (``bptt_window=None``): L-BFGS needs the exact gradient.
-    """
-    if kind == "mlp":
-        return MLPRule(n_features, hidden=tuple(hidden), activation=activation, max_update=MAX_UPDATE, seed=seed)
-    return GRURule(n_features, hidden=tuple(hidden), activation=activation, max_update=MAX_UPDATE, seed=seed,
-                   bptt_window=None)
-
-
-def _holdout_score(result: FitResult, rule: LearningRule, cohort: CohortTensors, holdout: torch.Tensor) -> float:
-    """Mean one-step-ahead log-likelihood (Gaussian filter) of a fit on its ``holdout`` trials."""
-    score = gaussian_filter_loglik(cohort, rule, result.params, sigma=result.sigma,
-                                   init_mean=result.weights_mean[:, 0],
-                                   init_sd=np.maximum(result.weights_sd[:, 0], 1e-6),
-                                   sigma_session=result.sigma_session)
-    return float(score.loglik[(holdout & cohort.observed & cohort.valid).numpy()].mean())
-
-
-def _fit_restart(train: CohortTensors, rule: NeuralRule, config: FitConfig, seed: int, progress: bool | None,
-                 base: FitResult, holdout: torch.Tensor) -> tuple[FitResult, float]:
-    """Fit one initialization of a network from ``base``; return the fit and its score on ``holdout``."""
-    fitted = fit(train, rule=rule, config=config, seed=seed, progress=progress, start=base)
-    return fitted, _holdout_score(fitted, fitted.neural_rule(), train, holdout)
-
-
-def _fit_staged(name: str, cohort: CohortTensors, *, seed: int | None, budget_s: float, config: FitConfig | None,
-                progress: bool | None, hidden: Sequence[int], activation: Activation, restarts: int,
-                max_steps: int | None, start: FitResult | None, parallel: ParallelConfig | None = None
-                ) -> FittedModel:
-    """Fit the parametric stage of ``name``, then its network warm-started there.
-
-    A hybrid's network starts at exactly zero on top of its fitted parametric rule. A plain ``mlp`` / ``gru``
-    starts as an MLP distilled from a fitted :data:`TEACHER` (:func:`~learnrules.inference.variational.distill.distill`;
-    the GRU reads its state through zero weights, :meth:`GRURule.from_mlp`). With ``restarts`` > 1 every
-    initialization (seeds ``seed``, ``seed + 1``, ...) is fitted with a share of each animal's sessions held out
-    of the likelihood (:func:`holdout_sessions`), where ``parallel`` says; the best on those sessions is then
-    fitted on all trials from where it stopped.
-    """
-    began = time.perf_counter()
-    base_name, kind = split_rule_name(name)
-    first = stage_one(name)
-    base_rule = build_rule(first, cohort.n_features)
-    if start is not None and (start.rule_name != base_rule.name or start.subjects != cohort.subjects):
-        raise ValueError(f"start= must be a {base_rule.name} fit of the same animals, got a {start.rule_name} fit "
-                         f"of {len(start.subjects)} animals")
-    base_config = replace(config or FitConfig(), param_posterior="none")
-    net_config = replace(NEURAL_FIT_CONFIG, time_budget_s=budget_s, max_steps=max_steps or NEURAL_FIT_CONFIG.max_steps)
-    notes = [f"started at the {first} fit"]
-
-    def network(run_seed: int | None, base: FitResult, data: CohortTensors) -> NeuralRule:
-        if base_name != "zero":
-            part = network_part(kind, cohort.n_features, seed=run_seed, hidden=hidden, activation=activation)
-            return HybridRule(base_rule, part, base_name=base_name)
-        mlp = network_part("mlp", cohort.n_features, seed=run_seed, hidden=hidden, activation=activation)
-        mlp, residual = distill(mlp, base_rule, as_params(base.params, _DTYPE), data,
-                                torch.as_tensor(base.weights_mean))
-        notes.append(f"distilled from it (relative residual {residual:.3f})")
-        return mlp if kind == "mlp" else GRURule.from_mlp(mlp, seed=run_seed, bptt_window=None)
-
-    validation: dict[str, float] = {}
-    if restarts == 1:
-        base = start or fit(cohort, rule=base_rule, config=base_config, seed=seed, progress=progress)
-        result = fit(cohort, rule=network(seed, base, cohort), config=net_config, seed=seed, progress=progress,
-                     start=base)
-    else:
-        holdout = holdout_sessions(cohort, seed=seed)
-        train = replace(cohort, held_out=holdout if cohort.held_out is None else cohort.held_out | holdout)
-        base = fit(train, rule=base_rule, config=base_config, seed=seed, progress=progress)
-        parallel = parallel or ParallelConfig()
-        seeds = [i if seed is None else seed + i for i in range(restarts)]
-        tasks = [Task(f"{name} initialization {s}", _fit_restart,
-                      (train, network(s, base, train), net_config, s, progress if parallel.in_process else False,
-                       base, holdout)) for s in seeds]
-        fits = {}
-        for run_seed, (fitted, score) in zip(seeds, _run_restarts(tasks, parallel, progress), strict=True):
-            fits[run_seed] = fitted
-            validation[f"heldout_ll_seed_{run_seed}"] = score
-            logger.info("%s initialization %d: held-out LL %.5f", name, run_seed, score)
-        scores = {s: validation[f"heldout_ll_seed_{s}"] for s in fits}
-        chosen = max(scores, key=scores.get)
-        validation |= {"heldout_ll": scores[chosen], "heldout_spread": max(scores.values()) - min(scores.values()),
-                       "heldout_share": float(holdout.sum() / cohort.fitted.sum())}
-        result = fit(cohort, rule=fits[chosen].neural_rule(), config=net_config, seed=chosen, progress=progress,
-                     start=fits[chosen])
-    elapsed = time.perf_counter() - began
-    result = replace(result, elapsed_s=elapsed)
-    notes[0] += f" (ELBO {base.elbo:.2f})"
-    notes.append(f"network fit by L-BFGS, {result.n_steps} steps, "
-                 + ("converged" if result.converged else "NOT converged (step or time cap)")
-                 + f", ELBO {result.elbo:.2f}, {elapsed:.0f} s in all")
-    if restarts > 1:
-        notes.append(f"best of {restarts} initializations on held-out sessions (spread "
-                     f"{validation['heldout_spread']:.5f} nats/trial)")
-    return FittedModel(name, result.neural_rule(), result, "variational", "; ".join(dict.fromkeys(notes)),
-                       validation)
 
 
 class FitsFailed(RuntimeError):
@@ -560,42 +334,3 @@ def cross_validate_rules(data: TrialData, rules: Sequence[str],
     return table
 
 
-def _initial_prior(result: FitResult) -> tuple[np.ndarray, np.ndarray]:
-    """Return the population mean and sd of the fitted first-trial weights (sd floored: few animals)."""
-    first = result.weights_mean[:, 0]
-    spread = first.std(0, ddof=1) if len(first) > 1 else np.full(first.shape[1], 0.5)
-    return first.mean(0), np.maximum(spread, 0.1)
-
-
-@dataclass(frozen=True)
-class FitPredictor:
-    """Score data one step ahead with a fitted model (the Gaussian assumed-density filter).
-
-    Animals the model was fitted to start from their own posterior of the first weights; new animals
-    start from the population of fitted first weights (mean, sd). The filter then conditions on each
-    observed choice, so held-out sessions of a fitted animal are predicted from everything before them.
-
-    Parameters
-    ----------
-    model : FittedModel
-        The fitted model.
-    """
-
-    model: FittedModel
-
-    def score(self, test: TrialData) -> PredictiveScore:
-        """Return the one-step-ahead predictive score of every observed trial of ``test``."""
-        res = self.model.result
-        cohort = CohortTensors.from_trials(test, res.feature_names, dtype=_DTYPE)
-        pop_mean, pop_sd = _initial_prior(res)
-        own = {s: i for i, s in enumerate(res.subjects)}
-        mean = np.stack([res.weights_mean[own[s], 0] if s in own else pop_mean for s in cohort.subjects])
-        sd = np.stack([res.weights_sd[own[s], 0] if s in own else pop_sd for s in cohort.subjects])
-        return gaussian_filter_loglik(cohort, self.model.scoring_rule, res.params, sigma=res.sigma, init_mean=mean,
-                                      init_sd=np.maximum(sd, 1e-6), sigma_session=res.sigma_session)
-
-
-def score_summary(score: PredictiveScore) -> dict[str, float]:
-    """Return nats and bits per trial, accuracy and trial count of a score."""
-    return {"nats_per_trial": score.nats_per_trial, "bits_per_trial": score.nats_per_trial / math.log(2.0),
-            "accuracy": score.accuracy, "n_trials": score.n_trials}
