@@ -66,12 +66,17 @@ def _widths(text: str) -> tuple[int, ...]:
     return tuple(int(t) for t in parts)
 
 
+def _number(text: str) -> float:
+    """Parse a number; NaN where ``text`` is not one (every range check below then refuses it)."""
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
 def _positive(text: str) -> float:
     """Parse a positive finite number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
+    value = _number(text)
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
     return value
@@ -86,10 +91,7 @@ def _count(text: str) -> int:
 
 def _nonnegative(text: str) -> float:
     """Parse a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
+    value = _number(text)
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
     return value
