@@ -245,7 +245,8 @@ def _animals(keys: pd.DataFrame, values: Mapping[str, np.ndarray]) -> tuple[Anim
         session = np.unique(block["session"].to_numpy(), return_inverse=True)[1]
         covariates = {k.split(":", 1)[1]: v[idx] for k, v in values.items() if k.startswith("covariate:")}
         animals.append(AnimalTrials(str(subject), session, block["trial"].to_numpy(), values["choice"][idx],
-                                    values["reward"][idx], values["answer"][idx], covariates))
+                                    values["reward"][idx], values["answer"][idx], covariates,
+                                    session_label=block["session_label"].to_numpy()))
     return tuple(animals)
 
 

@@ -46,6 +46,9 @@ class AnimalTrials:
         True on trials held out of fitting (cross-validation): their choices still move the weights, as all
         observed history does, but add no likelihood term, so they can be scored as choices the fit never
         saw. None: no trial held out.
+    session_label : ndarray of str, shape (trials,), optional
+        The session as the source table names it (a date, a number), so results merge back onto the table;
+        default: the session index as text.
 
     All arrays are copies and read-only.
     """
@@ -58,6 +61,7 @@ class AnimalTrials:
     answer: np.ndarray
     covariates: Mapping[str, np.ndarray] = field(default_factory=dict)
     held_out: np.ndarray | None = None
+    session_label: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.choice)
@@ -65,11 +69,14 @@ class AnimalTrials:
         object.__setattr__(self, "held_out", _frozen(held_out, bool))
         object.__setattr__(self, "session", _frozen(self.session, np.int64))
         object.__setattr__(self, "trial", _frozen(self.trial, np.int64))
+        label = self.session if self.session_label is None else self.session_label
+        object.__setattr__(self, "session_label", _frozen(np.asarray(label).astype(str), str))
         for name in ("choice", "reward", "answer"):
             object.__setattr__(self, name, _frozen(getattr(self, name), np.float64))
         covariates = {k: _frozen(v, np.float64) for k, v in self.covariates.items()}
         object.__setattr__(self, "covariates", MappingProxyType(covariates))
-        for name, values in [("session", self.session), ("trial", self.trial), ("reward", self.reward),
+        for name, values in [("session", self.session), ("session_label", self.session_label),
+                             ("trial", self.trial), ("reward", self.reward),
                              ("answer", self.answer), ("held_out", self.held_out), *covariates.items()]:
             if len(values) != n:
                 raise ValueError(f"subject {self.subject!r}: column {name!r} has {len(values)} rows, "

@@ -2,7 +2,8 @@
 
 Layout of ``DIR`` (see the README's "Reading the outputs"):
 
-- ``weights.csv``: tidy posterior weights (subject, trial, session, feature, mean, sd, lower, upper);
+- ``weights.csv``: tidy posterior weights keyed by the input table's subject, session and trial (plus
+  trial_index, feature, mean, sd, lower, upper; :func:`weights_table`);
 - ``parameters.csv``: rule parameters and noise with credible intervals (variational fits);
 - ``fit.npz``: the :class:`~learnrules.inference.result.FitResult` (``FitResult.load``), and for neural
   rules ``rule.pt``, the trained network (``learnrules.models.neural.load_neural_rule``);
@@ -25,6 +26,7 @@ import pandas as pd
 
 from learnrules.behavior.features import animal_features
 from learnrules.behavior.trials import TrialData
+from learnrules.inference.result import FitResult
 from learnrules.inference.twin import simulate_twin
 from learnrules.models.hybrid import HybridRule
 from learnrules.models.neural import NeuralRule, save_neural_rule
@@ -41,7 +43,7 @@ from learnrules.plots import (
 from learnrules.plots.rules import rule_update_table
 from learnrules.workflow import FittedModel
 
-__all__ = ["fit_summary", "write_figures", "write_fit", "write_json", "twin_tables"]
+__all__ = ["fit_summary", "twin_tables", "weights_table", "write_figures", "write_fit", "write_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +178,25 @@ def write_posterior(model: FittedModel, data: TrialData, path: Path, *, n_draws:
     return int(idata.posterior.sizes["draw"])
 
 
+def weights_table(result: FitResult, data: TrialData) -> pd.DataFrame:
+    """Tidy weights keyed by the input table's own ``subject``, ``session`` and ``trial``, to merge back onto it.
+
+    ``session`` is the table's session label (its date where it has a date and no session column), ``trial`` its
+    trial number; ``trial_index`` counts the animal's fitted trials from 0 (no-go trials dropped on reading
+    are not among them). Other columns as :attr:`FitResult.weights <learnrules.inference.result.FitResult.weights>`.
+    """
+    frame = result.weights.rename(columns={"trial": "trial_index"}).drop(columns="session")
+    session = np.empty(len(frame), dtype=object)
+    trial = np.zeros(len(frame), dtype=np.int64)
+    for subject, rows in frame.groupby("subject", sort=False).indices.items():
+        animal = data[subject]
+        position = frame["trial_index"].to_numpy()[rows]
+        session[rows], trial[rows] = animal.session_label[position], animal.trial[position]
+    frame.insert(1, "session", session)
+    frame.insert(2, "trial", trial)
+    return frame
+
+
 def write_fit(model: FittedModel, data: TrialData, out: str | Path, *, seed: int | None = 0,
               n_draws: int | None = None,
               heldout: Mapping[str, Any] | None = None,
@@ -189,7 +210,7 @@ def write_fit(model: FittedModel, data: TrialData, out: str | Path, *, seed: int
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     res = model.result
-    res.weights.to_csv(out / "weights.csv", index=False)
+    weights_table(res, data).to_csv(out / "weights.csv", index=False)
     res.parameters.to_csv(out / "parameters.csv", index=False)
     res.save(out / "fit.npz")
     files = ["weights.csv", "parameters.csv", "fit.npz"]

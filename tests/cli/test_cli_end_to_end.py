@@ -320,3 +320,34 @@ def test_demo_leaves_figures_and_posterior(tmp_path):
     assert fits["reinforce-baseline+mlp"]["converged"]
     scores = {row["rule"]: row["nats_per_trial"] for row in summary["comparison"]}
     assert scores["reinforce-baseline+mlp"] >= scores["reinforce-baseline"] - 0.0005
+
+
+def test_weights_csv_merges_back_onto_the_input_table_by_its_own_keys(tmp_path):
+    # IBL-style keys: sessions named by dates (listed out of order), trial numbers restarting in each session,
+    # a no-go trial dropped on reading; every weights row must find its own trial of the table.
+    rng = np.random.default_rng(0)
+    rows = []
+    for subject in ("m1", "m2"):
+        for date in ("2020-01-03", "2020-01-01", "2020-01-02"):
+            for trial in range(1, 41):
+                right = rng.random() < 0.5
+                choice = -1 if right else 1  # IBL: -1 = right
+                if rng.random() < 0.3:
+                    choice = -choice
+                if subject == "m1" and date == "2020-01-01" and trial == 7:
+                    choice = 0
+                contrast = rng.choice([0.25, 1.0])
+                rows.append({"subject": subject, "session": date, "trial": trial,
+                             "contrastLeft": 0.0 if right else contrast, "contrastRight": contrast if right else 0.0,
+                             "choice": choice, "feedbackType": 1 if choice == (-1 if right else 1) else -1})
+    table = pd.DataFrame(rows)
+    path = tmp_path / "trials.csv"
+    table.to_csv(path, index=False)
+    out = tmp_path / "fit"
+    assert cli.main(["fit", str(path), "--max-steps", "2", "--draws", "10", "--out", str(out), "--quiet"]) == 0
+    weights = pd.read_csv(out / "weights.csv")
+    merged = weights.merge(pd.read_csv(path), on=["subject", "session", "trial"], how="left", validate="many_to_one")
+    assert len(merged) == len(weights) == (len(table) - 1) * 2
+    assert merged["choice"].notna().all() and (merged["choice"] != 0).all()
+    first = weights[(weights["subject"] == "m1") & (weights["trial_index"] == 0)]
+    assert set(first["session"]) == {"2020-01-01"} and set(first["trial"]) == {1}  # sessions in date order
