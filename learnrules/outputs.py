@@ -188,10 +188,10 @@ def weights_table(result: FitResult, data: TrialData) -> pd.DataFrame:
     frame = result.weights.rename(columns={"trial": "trial_index"}).drop(columns="session")
     session = np.empty(len(frame), dtype=object)
     trial = np.zeros(len(frame), dtype=np.int64)
+    index = frame["trial_index"].to_numpy()
     for subject, rows in frame.groupby("subject", sort=False).indices.items():
         animal = data[subject]
-        position = frame["trial_index"].to_numpy()[rows]
-        session[rows], trial[rows] = animal.session_label[position], animal.trial[position]
+        session[rows], trial[rows] = animal.session_label[index[rows]], animal.trial[index[rows]]
     frame.insert(1, "session", session)
     frame.insert(2, "trial", trial)
     return frame
