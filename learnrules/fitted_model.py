@@ -16,9 +16,10 @@ from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule
 from learnrules.other_rules.registry import make_rule
 
-__all__ = ["FitPredictor", "FittedModel", "score_summary"]
+__all__ = ["DTYPE", "FitPredictor", "FittedModel", "score_summary"]
 
-_DTYPE = torch.float64
+# Fits and scores run in double precision (see learnrules.inference.variational.fit).
+DTYPE = torch.float64
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class FitPredictor:
     def score(self, test: TrialData) -> PredictiveScore:
         """Return the one-step-ahead predictive score of every observed trial of ``test``."""
         res = self.model.result
-        cohort = CohortTensors.from_trials(test, res.feature_names, dtype=_DTYPE)
+        cohort = CohortTensors.from_trials(test, res.feature_names, dtype=DTYPE)
         pop_mean, pop_sd = _initial_prior(res)
         own = {s: i for i, s in enumerate(res.subjects)}
         mean = np.stack([res.weights_mean[own[s], 0] if s in own else pop_mean for s in cohort.subjects])

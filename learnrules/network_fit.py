@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from learnrules.fitted_model import FittedModel
+from learnrules.fitted_model import DTYPE, FittedModel
 from learnrules.inference.evaluation.evaluate import gaussian_filter_loglik
 from learnrules.inference.result import FitResult
 from learnrules.inference.rollout.early_stopping import holdout_sessions
@@ -34,7 +34,6 @@ __all__ = ["MAX_UPDATE", "NEURAL_ACTIVATION", "NEURAL_FIT_CONFIG", "NEURAL_HIDDE
 
 logger = logging.getLogger(__name__)
 
-_DTYPE = torch.float64
 
 # The network part of a variational neural or hybrid fit: largest change of a weight in one trial it can add.
 MAX_UPDATE = 0.1
@@ -124,7 +123,7 @@ def fit_staged(name: str, cohort: CohortTensors, *, seed: int | None, budget_s: 
             part = network_part(kind, cohort.n_features, seed=run_seed, hidden=hidden, activation=activation)
             return HybridRule(base_rule, part, base_name=base_name)
         mlp = network_part("mlp", cohort.n_features, seed=run_seed, hidden=hidden, activation=activation)
-        mlp, residual = distill(mlp, base_rule, as_params(base.params, _DTYPE), data,
+        mlp, residual = distill(mlp, base_rule, as_params(base.params, DTYPE), data,
                                 torch.as_tensor(base.weights_mean))
         notes.append(f"distilled from it (relative residual {residual:.3f})")
         return mlp if kind == "mlp" else GRURule.from_mlp(mlp, seed=run_seed, bptt_window=None)

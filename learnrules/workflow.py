@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from learnrules.behavior.trials import TrialData
-from learnrules.fitted_model import FitPredictor, FittedModel, score_summary
+from learnrules.fitted_model import DTYPE, FitPredictor, FittedModel, score_summary
 from learnrules.inference.evaluation.crossval import CV_COLUMNS, Fold, animal_folds, score_fold, session_folds
 from learnrules.inference.evaluation.evaluate import gaussian_filter_loglik
 from learnrules.inference.result import FitResult
@@ -79,7 +79,6 @@ LBFGS_ROLLOUT_CONFIG = RolloutConfig(epochs=10_000, optimizer="lbfgs", lbfgs_ite
 ADAM_ROLLOUT_CONFIG = RolloutConfig(epochs=10_000, lr=3e-3, tbptt=100, update="chunk", patience=5, log_every=10)
 # Weight noise levels a rollout fit's predictions may assume, chosen on its held-out sessions (choose_sigma).
 SIGMA_GRID = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
-_DTYPE = torch.float64
 
 
 def rollout_to_result(fitted: RolloutResult, cohort: CohortTensors, *, name: str, sigma: float = 0.0) -> FitResult:
@@ -222,7 +221,7 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         config = replace(config or FitConfig(), max_steps=max_steps)
-    cohort = CohortTensors.from_trials(data, tuple(features), dtype=_DTYPE)
+    cohort = CohortTensors.from_trials(data, tuple(features), dtype=DTYPE)
     if method not in ("variational", "rollout"):
         raise ValueError(f"method must be 'variational' or 'rollout', got {method!r}")
     if method == "rollout" and name not in NEURAL_RULES and is_neural(name):
