@@ -282,16 +282,15 @@ def _update_chunk(rule: LearningRule | None, hyper: Hyper, data: CohortTensors, 
         mean = hyper.init_mean.unsqueeze(1).expand(n, t, k) if init is None else init.to(data.features.dtype)
         mean = mean * data.valid.unsqueeze(-1)
         cov = data.features.new_zeros(n, t, k, k)
-        best, logdet = None, None
+        logdet = None
     else:
         mean, cov, logdet = start.mean, start.cov, start.logdet
     ctx = None if is_random_walk(rule) else rule_contexts(rule, hyper.params, data)  # once: data-only
     lin = linearize(rule, hyper, data, mean, contexts=ctx)
     lik, slope, curvature = _bernoulli_terms(data, mean, cov, n_points)
     cross = cov[:, 1:] * 0 if start is None else start.cross
-    if start is not None:
-        best = elbo(hyper, data, mean, cov, start.cross, start.logdet, lin, likelihood=lik).sum()
-    n_iter, value = 0, None
+    value = None if start is None else elbo(hyper, data, mean, cov, cross, logdet, lin, likelihood=lik)
+    best, n_iter = None if value is None else value.sum(), 0
     while n_iter < max_iter:
         n_iter += 1
         fac = factor(_precision(hyper, data, lin, curvature))
@@ -299,13 +298,11 @@ def _update_chunk(rule: LearningRule | None, hyper: Hyper, data: CohortTensors, 
         new_cov, new_cross = fac.selected_inverse()
         new_logdet = fac.logdet()
         new_terms = _bernoulli_terms(data, mean, new_cov, n_points)
-        value = elbo(hyper, data, mean, new_cov, new_cross, new_logdet, lin, likelihood=new_terms[0])
+        new_value = elbo(hyper, data, mean, new_cov, new_cross, new_logdet, lin, likelihood=new_terms[0])
         before = best
-        if best is None or value.sum() >= best:
-            cov, cross, logdet, best = new_cov, new_cross, new_logdet, value.sum()
+        if best is None or new_value.sum() >= best:
+            cov, cross, logdet, value, best = new_cov, new_cross, new_logdet, new_value, new_value.sum()
             lik, slope, curvature = new_terms
-        else:
-            value = elbo(hyper, data, mean, cov, cross, logdet, lin, likelihood=lik)
         # 2. the mean: a Newton-like step on the exact gradient, halved until the ELBO does not drop
         grad = (_gradient(hyper, data, mean, lin, slope) if lin.amat is None
                 else _exact_gradient(rule, hyper, data, mean, cov, cross, slope, ctx))
