@@ -13,8 +13,10 @@ Parts (each replaces its rows of results/neural_converge.csv and re-renders resu
 - ``history``: a cohort whose truth reads the reward history (an eligibility trace of choices gated by reward,
   ``HISTORY``), 12 training + 16 held-out animals x 3,000 trials (``--trials``), simulation seed ``--sim-seed``.
   Fitted: the Markov parametric rules REINFORCE+baseline and asymmetric, and the hybrids
-  ``reinforce-baseline+mlp`` and ``reinforce-baseline+gru`` (``--rules``: a subset, so that a seed's rules can
-  run in separate processes; every held-out animal's score goes to results/neural_converge_history_scores.csv).
+  ``reinforce-baseline+mlp`` (from the REINFORCE+baseline fit) and ``reinforce-baseline+gru`` (grown from the
+  MLP hybrid's fit, as ``fit_model`` stages it; its seconds count both network stages). ``--rules``: a subset,
+  so that a seed's rules can run in separate processes; every held-out animal's score goes to
+  results/neural_converge_history_scores.csv.
   Reports the oracle's lead over the best Markov parametric rule, the share of it each hybrid recovers, and GRU
   minus MLP with its SE paired over the held-out animals.
 
@@ -51,7 +53,9 @@ from learnrules.inference.variational.fit import FitConfig
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.neural import MLPRule
 from learnrules.models.rule import as_params
+from learnrules.network_fit import mlp_stage
 from learnrules.other_rules import make_rule
+from learnrules.rule_names import is_neural, stage_one
 from learnrules.synthetic import simulate_cohort
 from learnrules.workflow import FitPredictor, fit_model
 
@@ -130,12 +134,17 @@ def part_history(args: argparse.Namespace) -> list[dict]:
     """
     truth, params = HISTORY
     train, test, oracle = cohort(truth, args, params, held_out=16)
-    rows, scores = [], {"oracle": oracle}
+    rows, scores, fits = [], {"oracle": oracle}, {}
     for name in args.rules or HISTORY_RULES:
-        model = fit_model(train, name, seed=0, progress=False, budget_s=args.budget,
+        # a hybrid starts at its parametric fit, a GRU hybrid at the MLP hybrid's, when fitted here
+        start = fits.get(mlp_stage(name) if name.endswith("+gru") else stage_one(name) if is_neural(name) else "")
+        model = fit_model(train, name, seed=0, progress=False, budget_s=args.budget, start=start,
                           config=FitConfig(param_posterior="none"))
+        fits[name] = model.result
         scores[name] = score(model, test)
         rows.append(row("history", truth, name, args.sim_seed, model, scores[name], oracle, None))
+        if start is not None:  # the time of the whole staged fit, the stages it reused included
+            rows[-1]["seconds"] = round(model.result.elapsed_s + start.elapsed_s, 1)
         logger.info("%s", rows[-1])
     save_scores(args.sim_seed, scores)
     return rows

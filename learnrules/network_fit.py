@@ -3,7 +3,9 @@
 A hybrid's network starts at exactly zero on top of its fitted parametric rule; a plain ``mlp`` / ``gru`` starts
 as an MLP distilled from a fitted :data:`~learnrules.rule_names.TEACHER`. The network, the rule's parameters
 and the noise are then optimized by full-batch L-BFGS to a tolerance (:data:`NEURAL_FIT_CONFIG`), from one or
-several initializations (the best chosen on held-out sessions).
+several initializations (the best chosen on held-out sessions). A GRU rule is fitted as its MLP first and then
+grown into a GRU that starts as exactly that fitted MLP (:meth:`GRURule.from_mlp`): the GRU stage only has to
+learn what the history adds, so it starts, and stays, at or above the MLP's ELBO.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from learnrules.models.rule import LearningRule, as_params
 from learnrules.parallel import ParallelConfig, Task, TaskFailure, progress_bar, run_tasks
 from learnrules.rule_names import build_rule, split_rule_name, stage_one
 
-__all__ = ["MAX_UPDATE", "NEURAL_ACTIVATION", "NEURAL_FIT_CONFIG", "NEURAL_HIDDEN", "fit_staged", "network_part",
-           "run_restarts"]
+__all__ = ["MAX_UPDATE", "NEURAL_ACTIVATION", "NEURAL_FIT_CONFIG", "NEURAL_HIDDEN", "fit_network", "fit_staged",
+           "grow_gru", "mlp_stage", "network_part", "run_restarts"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +79,35 @@ def network_part(kind: str, n_features: int, *, seed: int | None, hidden: Sequen
                    bptt_window=None)
 
 
+def grow_gru(rule: NeuralRule, *, seed: int | None) -> NeuralRule:
+    """Return the GRU (or GRU hybrid) that starts as exactly the fitted MLP (or MLP hybrid) ``rule``."""
+    if isinstance(rule, HybridRule):
+        return HybridRule(rule.base, grow_gru(rule.part, seed=seed), base_name=rule.config.base)
+    return GRURule.from_mlp(rule, seed=seed, bptt_window=None)
+
+
+def mlp_stage(name: str) -> str:
+    """Return the rule a GRU rule's fit passes through: ``BASE+gru`` -> ``BASE+mlp``, ``gru`` -> ``mlp``."""
+    base, kind = split_rule_name(name)
+    if kind != "gru":
+        raise ValueError(f"{name!r} is not a GRU rule")
+    return "mlp" if base == "zero" else f"{base}+mlp"
+
+
+def fit_network(data: CohortTensors, rule: NeuralRule, config: FitConfig, *, seed: int | None,
+                progress: bool | None, start: FitResult, grow: bool) -> FitResult:
+    """Fit ``rule`` from ``start``; with ``grow``, then fit the GRU grown from it (:func:`grow_gru`).
+
+    Each stage has the time cap of ``config``; the result's steps and seconds count both stages.
+    """
+    fitted = fit(data, rule=rule, config=config, seed=seed, progress=progress, start=start)
+    if not grow:
+        return fitted
+    grown = fit(data, rule=grow_gru(fitted.neural_rule(), seed=seed), config=config, seed=seed, progress=progress,
+                start=fitted)
+    return replace(grown, n_steps=fitted.n_steps + grown.n_steps, elapsed_s=fitted.elapsed_s + grown.elapsed_s)
+
+
 def _holdout_score(result: FitResult, rule: LearningRule, cohort: CohortTensors, holdout: torch.Tensor) -> float:
     """Mean one-step-ahead log-likelihood (Gaussian filter) of a fit on its ``holdout`` trials."""
     score = gaussian_filter_loglik(cohort, rule, result.params, sigma=result.sigma,
@@ -87,9 +118,9 @@ def _holdout_score(result: FitResult, rule: LearningRule, cohort: CohortTensors,
 
 
 def _fit_restart(train: CohortTensors, rule: NeuralRule, config: FitConfig, seed: int, progress: bool | None,
-                 base: FitResult, holdout: torch.Tensor) -> tuple[FitResult, float]:
+                 base: FitResult, holdout: torch.Tensor, grow: bool) -> tuple[FitResult, float]:
     """Fit one initialization of a network from ``base``; return the fit and its score on ``holdout``."""
-    fitted = fit(train, rule=rule, config=config, seed=seed, progress=progress, start=base)
+    fitted = fit_network(train, rule, config, seed=seed, progress=progress, start=base, grow=grow)
     return fitted, _holdout_score(fitted, fitted.neural_rule(), train, holdout)
 
 
@@ -101,38 +132,43 @@ def fit_staged(name: str, cohort: CohortTensors, *, seed: int | None, budget_s: 
 
     A hybrid's network starts at exactly zero on top of its fitted parametric rule. A plain ``mlp`` / ``gru``
     starts as an MLP distilled from a fitted :data:`~learnrules.rule_names.TEACHER`
-    (:func:`~learnrules.inference.variational.distill.distill`; the GRU reads its state through zero weights,
-    :meth:`GRURule.from_mlp`). With ``restarts`` > 1 every
-    initialization (seeds ``seed``, ``seed + 1``, ...) is fitted with a share of each animal's sessions held out
-    of the likelihood (:func:`holdout_sessions`), where ``parallel`` says; the best on those sessions is then
-    fitted on all trials from where it stopped.
+    (:func:`~learnrules.inference.variational.distill.distill`). A GRU rule is fitted as its MLP first, then
+    grown into the GRU (:func:`fit_network`); ``start`` may then be that MLP stage's fit (:func:`mlp_stage`),
+    otherwise it is a fit of the parametric stage. Each network stage is capped at ``budget_s`` seconds. With
+    ``restarts`` > 1 every initialization (seeds ``seed``, ``seed + 1``, ...) is fitted with a share of each
+    animal's sessions held out of the likelihood (:func:`holdout_sessions`), where ``parallel`` says; the best
+    on those sessions is then fitted on all trials from where it stopped.
     """
     began = time.perf_counter()
     base_name, kind = split_rule_name(name)
     first = stage_one(name)
     base_rule = build_rule(first, cohort.n_features)
+    grow = kind == "gru"
+    net_config = replace(NEURAL_FIT_CONFIG, time_budget_s=budget_s, max_steps=max_steps or NEURAL_FIT_CONFIG.max_steps)
+    if grow and start is not None and start.rule_name != base_rule.name and restarts == 1:
+        return _grow_from(name, cohort, start, net_config, seed=seed, progress=progress, began=began)
     if start is not None and (start.rule_name != base_rule.name or start.subjects != cohort.subjects):
         raise ValueError(f"start= must be a {base_rule.name} fit of the same animals, got a {start.rule_name} fit "
                          f"of {len(start.subjects)} animals")
     base_config = replace(config or FitConfig(), param_posterior="none")
-    net_config = replace(NEURAL_FIT_CONFIG, time_budget_s=budget_s, max_steps=max_steps or NEURAL_FIT_CONFIG.max_steps)
     notes = [f"started at the {first} fit"]
 
     def network(run_seed: int | None, base: FitResult, data: CohortTensors) -> NeuralRule:
+        """Return the MLP (or MLP hybrid) a fit starts as; a GRU rule is grown from it once it is fitted."""
         if base_name != "zero":
-            part = network_part(kind, cohort.n_features, seed=run_seed, hidden=hidden, activation=activation)
+            part = network_part("mlp", cohort.n_features, seed=run_seed, hidden=hidden, activation=activation)
             return HybridRule(base_rule, part, base_name=base_name)
         mlp = network_part("mlp", cohort.n_features, seed=run_seed, hidden=hidden, activation=activation)
         mlp, residual = distill(mlp, base_rule, as_params(base.params, DTYPE), data,
                                 torch.as_tensor(base.weights_mean))
         notes.append(f"distilled from it (relative residual {residual:.3f})")
-        return mlp if kind == "mlp" else GRURule.from_mlp(mlp, seed=run_seed, bptt_window=None)
+        return mlp
 
     validation: dict[str, float] = {}
     if restarts == 1:
         base = start or fit(cohort, rule=base_rule, config=base_config, seed=seed, progress=progress)
-        result = fit(cohort, rule=network(seed, base, cohort), config=net_config, seed=seed, progress=progress,
-                     start=base)
+        result = fit_network(cohort, network(seed, base, cohort), net_config, seed=seed, progress=progress,
+                             start=base, grow=grow)
     else:
         holdout = holdout_sessions(cohort, seed=seed)
         train = replace(cohort, held_out=holdout if cohort.held_out is None else cohort.held_out | holdout)
@@ -141,7 +177,7 @@ def fit_staged(name: str, cohort: CohortTensors, *, seed: int | None, budget_s: 
         seeds = [i if seed is None else seed + i for i in range(restarts)]
         tasks = [Task(f"{name} initialization {s}", _fit_restart,
                       (train, network(s, base, train), net_config, s, progress if parallel.in_process else False,
-                       base, holdout)) for s in seeds]
+                       base, holdout, grow)) for s in seeds]
         fits = {}
         for run_seed, (fitted, score) in zip(seeds, run_restarts(tasks, parallel, progress), strict=True):
             fits[run_seed] = fitted
@@ -153,6 +189,8 @@ def fit_staged(name: str, cohort: CohortTensors, *, seed: int | None, budget_s: 
                        "heldout_share": float(holdout.sum() / cohort.fitted.sum())}
         result = fit(cohort, rule=fits[chosen].neural_rule(), config=net_config, seed=chosen, progress=progress,
                      start=fits[chosen])
+    if grow:
+        notes.append(f"fitted as {mlp_stage(name)}, then grown into the GRU")
     elapsed = time.perf_counter() - began
     result = replace(result, elapsed_s=elapsed)
     notes[0] += f" (ELBO {base.elbo:.2f})"
@@ -164,3 +202,22 @@ def fit_staged(name: str, cohort: CohortTensors, *, seed: int | None, budget_s: 
                      f"{validation['heldout_spread']:.5f} nats/trial)")
     return FittedModel(name, result.neural_rule(), result, "variational", "; ".join(dict.fromkeys(notes)),
                        validation)
+
+
+def _grow_from(name: str, cohort: CohortTensors, start: FitResult, config: FitConfig, *, seed: int | None,
+               progress: bool | None, began: float) -> FittedModel:
+    """Fit the GRU rule ``name`` grown from ``start``, a fit of its MLP stage to the same animals."""
+    base_name = split_rule_name(name)[0]
+    expected = "MLPRule" if base_name == "zero" else f"{build_rule(base_name, cohort.n_features).name}+MLP"
+    rule = start.neural_rule()
+    if rule is None or start.rule_name != expected or start.subjects != cohort.subjects:
+        first = build_rule(stage_one(name), cohort.n_features).name
+        raise ValueError(f"start= must be a {first} or {expected} fit of the same animals, got a {start.rule_name} "
+                         f"fit of {len(start.subjects)} animals")
+    result = fit(cohort, rule=grow_gru(rule, seed=seed), config=config, seed=seed, progress=progress, start=start)
+    elapsed = time.perf_counter() - began
+    result = replace(result, elapsed_s=elapsed)
+    note = (f"grown from the {mlp_stage(name)} fit (ELBO {start.elbo:.2f}); network fit by L-BFGS, "
+            f"{result.n_steps} steps, " + ("converged" if result.converged else "NOT converged (step or time cap)")
+            + f", ELBO {result.elbo:.2f}, {elapsed:.0f} s")
+    return FittedModel(name, result.neural_rule(), result, "variational", note, {})

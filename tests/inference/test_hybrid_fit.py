@@ -125,3 +125,20 @@ def test_cross_validation_fits_each_parametric_stage_once_per_fold(cohort):
         assert names == [("mlp", "ReinforceBaseline"), ("reinforce-baseline", None),
                          ("reinforce-baseline+mlp", "ReinforceBaseline")]
     assert set(cv["rule"]) == {"reinforce-baseline+mlp", "reinforce-baseline", "mlp"}
+
+
+def test_a_gru_hybrid_is_grown_from_its_fitted_mlp_hybrid_and_starts_at_its_elbo(cohort):
+    sim, _ = cohort
+    data = _trials(sim)
+    mlp = fit_model(data, "reinforce-baseline+mlp", seed=0, max_steps=4, progress=False)
+    gru = fit_model(data, "reinforce-baseline+gru", seed=0, max_steps=3, start=mlp.result, progress=False)
+    assert gru.rule.config.kind == "gru" and "grown from the reinforce-baseline+mlp fit" in gru.note
+    elbo = mlp.result.elbo
+    assert gru.result.elbo_trace[0] == pytest.approx(elbo, abs=1e-6 * abs(elbo))  # the same model at step 0
+    assert gru.result.elbo >= elbo - 1e-6 * abs(elbo)
+    whole = fit_model(data, "reinforce-baseline+gru", seed=0, max_steps=4, progress=False)
+    assert "fitted as reinforce-baseline+mlp, then grown into the GRU" in whole.note
+    assert whole.result.n_steps > 4  # both network stages ran
+    with pytest.raises(ValueError, match="ReinforceBaseline or ReinforceBaseline\\+MLP fit"):
+        fit_model(data, "reinforce-baseline+gru", start=fit_model(data, "reinforce+mlp", max_steps=1,
+                                                                   progress=False).result)
