@@ -145,6 +145,17 @@ class FitResult:
     rule_state : dict of str to ndarray
         For a neural rule: the trained network's state dict (NumPy arrays); empty otherwise. Rebuild the
         trained rule with :meth:`neural_rule`.
+    pooling : {"shared", "hierarchical", "independent"}
+        How the rule parameters relate across animals (see :mod:`learnrules.inference.variational.pooling`);
+        with per-animal pooling ``params`` holds the population median.
+    animal_params : dict of str to ndarray
+        Per-animal pooling: each animal's parameters (posterior mode, constrained), shape ``(animals, *shape)``.
+    animal_table : pandas.DataFrame
+        Per-animal pooling: subject, group, parameter, feature, mean, sd, lower, upper, and the estimate from
+        the animal's own data alone (``unpooled``, ``unpooled_lower``, ``unpooled_upper``).
+    population_table : pandas.DataFrame
+        Hierarchical pooling: group, parameter, feature, quantity (``median``, ``sd`` on the unconstrained
+        scale, or ``difference`` of a group's mean from the first group's), mean, sd, lower, upper.
     """
 
     rule_name: str
@@ -171,6 +182,10 @@ class FitResult:
     band_level: float = 0.9
     rule_config: dict | None = None
     rule_state: dict = field(default_factory=dict)
+    pooling: str = "shared"
+    animal_params: dict = field(default_factory=dict)
+    animal_table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    population_table: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def neural_rule(self) -> NeuralRule | None:
         """Return the trained neural rule (a new object), or None when the fit was not of a neural rule."""
@@ -226,11 +241,16 @@ class FitResult:
                     param_names=list(self.param_names), param_keys=list(self.params),
                     param_table=self.param_table.to_dict(orient="list"), rule_config=self.rule_config,
                     rule_state_keys=list(self.rule_state))
+        if self.pooling != "shared":
+            meta.update(pooling=self.pooling, animal_param_keys=list(self.animal_params),
+                        animal_table=self.animal_table.to_dict(orient="list"),
+                        population_table=self.population_table.to_dict(orient="list"))
         arrays = {name: np.asarray(getattr(self, name)) for name in _ARRAYS}
         if self.sigma_session is not None:
             arrays["sigma_session"] = np.asarray(self.sigma_session)
         arrays.update({f"param__{k}": np.asarray(v) for k, v in self.params.items()})
         arrays.update({f"rule_state__{k}": np.asarray(v) for k, v in self.rule_state.items()})
+        arrays.update({f"animal_param__{k}": np.asarray(v) for k, v in self.animal_params.items()})
         with path.open("wb") as handle:
             np.savez_compressed(handle, meta=np.array(json.dumps(meta)), **arrays)
         return path
@@ -263,9 +283,13 @@ class FitResult:
             session = npz["sigma_session"] if "sigma_session" in npz else None
             params = {k: npz[f"param__{k}"] for k in meta["param_keys"]}
             state = {k: npz[f"rule_state__{k}"] for k in meta.get("rule_state_keys", [])}
+            animal = {k: npz[f"animal_param__{k}"] for k in meta.get("animal_param_keys", [])}
         table = pd.DataFrame(meta["param_table"], columns=list(meta["param_table"]) or None)
         kwargs = {f.name: meta[f.name] for f in fields(cls) if f.name in _META}
         kwargs.update(feature_names=tuple(meta["feature_names"]), subjects=tuple(meta["subjects"]),
                       param_names=tuple(meta["param_names"]))
+        pooled = {name: pd.DataFrame(meta[name], columns=list(meta[name]) or None)
+                  for name in ("animal_table", "population_table") if name in meta}
         return cls(**kwargs, **arrays, sigma_session=session, params=params, param_table=table,
-                   rule_config=meta.get("rule_config"), rule_state=state)
+                   rule_config=meta.get("rule_config"), rule_state=state, pooling=meta.get("pooling", "shared"),
+                   animal_params=animal, **pooled)

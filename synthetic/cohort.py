@@ -13,6 +13,7 @@ import torch
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule
 from learnrules.synthetic.agent import coerce_params, simulate_agents, task_features
+from learnrules.synthetic.population import draw_animal_params
 from learnrules.synthetic.task import IBLTask
 
 __all__ = ["SimulatedCohort", "simulate_cohort"]
@@ -42,7 +43,7 @@ class SimulatedCohort:
         The design matrix the agents saw.
     feature_names : tuple of str
     params : dict of str to ndarray
-        Rule parameters used.
+        Rule parameters used (with per-animal parameters: their population medians).
     rule : LearningRule
     sigma : ndarray, shape (K,)
         Per-trial noise sd of each weight.
@@ -50,6 +51,9 @@ class SimulatedCohort:
         Noise sd at session starts (None: ``sigma``).
     seed : int or None
     task : IBLTask
+    animal_params : dict of str to ndarray, or None
+        Each animal's rule parameters, shape ``(animals, *shape)``, when they were drawn from a population
+        (``simulate_cohort(population_sd=...)``); None when every animal used ``params``.
     """
 
     table: pd.DataFrame
@@ -64,6 +68,7 @@ class SimulatedCohort:
     sigma_session: np.ndarray | None = None
     seed: int | None = None
     task: IBLTask = field(default_factory=IBLTask)
+    animal_params: dict[str, np.ndarray] | None = None
 
     @property
     def subjects(self) -> tuple[str, ...]:
@@ -141,7 +146,8 @@ def simulate_cohort(rule: LearningRule, *, n_animals: int, n_trials: int,
                     sigma: float | Sequence[float] = 0.0, sigma_session: float | Sequence[float] | None = None,
                     features: Sequence[str] = ("bias", "stimulus"), task: IBLTask = DEFAULT_TASK,
                     init_mean: float | Sequence[float] = 0.0, init_sd: float | Sequence[float] = 0.5,
-                    seed: int | None = None, dtype: torch.dtype | None = None) -> SimulatedCohort:
+                    seed: int | None = None, dtype: torch.dtype | None = None,
+                    population_sd: float | Mapping[str, float] = 0.0) -> SimulatedCohort:
     """Simulate ``n_animals`` GLM agents learning the task with ``rule`` for ``n_trials`` trials each.
 
     Parameters
@@ -169,6 +175,11 @@ def simulate_cohort(rule: LearningRule, *, n_animals: int, n_trials: int,
     dtype : torch.dtype, optional
         Floating type of the simulation (default: torch's default dtype). Results for a seed are exactly
         reproducible for a given dtype.
+    population_sd : float or Mapping of str to float
+        Sd across animals of the rule parameters on their unconstrained scale (log scale for a rate), one value
+        for all or by parameter name; each animal's parameters are drawn around ``params`` (the population
+        medians, see :func:`~learnrules.synthetic.population.draw_animal_params`). 0: all animals share
+        ``params``. The trials of a seed do not depend on it.
 
     Returns
     -------
@@ -193,8 +204,12 @@ def simulate_cohort(rule: LearningRule, *, n_animals: int, n_trials: int,
     w0 = torch.as_tensor(mean, dtype=dtype) + torch.as_tensor(spread, dtype=dtype) * torch.randn(
         n_animals, k, generator=generator, dtype=dtype)
     paid = np.stack([tr.reward_probability for tr in trials])
-    out = simulate_agents(rule, tensors, x, answer, w0, torch.as_tensor(sd, dtype=dtype), generator,
-                          feature_names=names,
+    # drawn after the trials, so a seed's task is the same with and without a population
+    heterogeneous = bool(population_sd) if not isinstance(population_sd, Mapping) else \
+        any(v for v in population_sd.values())
+    animal = draw_animal_params(rule, tensors, population_sd, n_animals, rng) if heterogeneous else None
+    out = simulate_agents(rule, tensors if animal is None else animal, x, answer, w0,
+                          torch.as_tensor(sd, dtype=dtype), generator, feature_names=names,
                           reward_probability=None if (paid == 1).all() else torch.as_tensor(paid, dtype=dtype))
     subjects = [f"sim{i:03d}" for i in range(n_animals)]
     table = _table(subjects, trials, out.choice.numpy(), out.reward.numpy())
@@ -203,4 +218,5 @@ def simulate_cohort(rule: LearningRule, *, n_animals: int, n_trials: int,
     return SimulatedCohort(table=table, weights=out.weights.numpy(), updates=out.updates.numpy(),
                            choice_prob=out.choice_prob.numpy(), features=out.features.numpy(),
                            feature_names=names, params={n: v.numpy().copy() for n, v in tensors.items()},
-                           rule=rule, sigma=sigma_arr, sigma_session=session_arr, seed=seed, task=task)
+                           rule=rule, sigma=sigma_arr, sigma_session=session_arr, seed=seed, task=task,
+                           animal_params=None if animal is None else {n: v.numpy().copy() for n, v in animal.items()})

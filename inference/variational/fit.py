@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -160,7 +161,9 @@ def _as_cohort(data: TrialData | CohortTensors, features: tuple[str, ...]) -> Co
 
 def fit(data: TrialData | CohortTensors, *, rule: LearningRule | None = None,
         features: tuple[str, ...] = ("bias", "stimulus"), config: FitConfig | None = None,
-        seed: int | None = None, progress: bool | None = None, start: FitResult | None = None) -> FitResult:
+        seed: int | None = None, progress: bool | None = None, start: FitResult | None = None,
+        pooling: Literal["shared", "hierarchical", "independent"] = "shared", population: object = None,
+        groups: Mapping[str, str] | None = None) -> FitResult:
     """Fit weight trajectories, noise and the rule's parameters by structured variational inference.
 
     Parameters
@@ -182,6 +185,11 @@ def fit(data: TrialData | CohortTensors, *, rule: LearningRule | None = None,
         A fit of the same animals and features to start from (its noise, initial-weight means and same-named
         rule parameters, see :meth:`Theta.warm_start`, and its weight trajectories as the first posterior
         solve's start): a hybrid rule starts at its parametric rule's fit.
+    pooling : {"shared", "hierarchical", "independent"}
+        One set of rule parameters for all animals, or each animal its own: partially pooled through a fitted
+        population, or independent (parametric rules only; see
+        :func:`~learnrules.inference.variational.pooling.fit_pooled`, which takes ``population``, a
+        :class:`~learnrules.inference.variational.population.PopulationConfig`, and ``groups``).
 
     Returns
     -------
@@ -194,6 +202,12 @@ def fit(data: TrialData | CohortTensors, *, rule: LearningRule | None = None,
         If the objective becomes NaN/inf, with the step and the likely cause. With L-BFGS, a failure inside a
         line search first restarts the method from the last accepted point (logged; at most 3 times).
     """
+    if pooling != "shared" or population is not None or groups is not None:
+        from learnrules.inference.variational.pooling import fit_pooled  # it builds on this module
+        if start is not None:
+            raise ValueError("start= is not available with per-animal pooling")
+        return fit_pooled(data, rule=rule, pooling=pooling, features=features, config=config,
+                          population=population, groups=groups, seed=seed, progress=progress)
     config = config or FitConfig()
     if rule is not None and not rule.fittable:
         raise ValueError(f"rule {rule.name} is not fittable (its state depends on the latent weights)")

@@ -51,6 +51,10 @@ class Hyper:
     init_mean : Tensor, shape (animals, K)
     params : dict of str to Tensor
         Rule parameters.
+    per_animal : bool
+        True when every rule parameter carries a leading animal axis, shape ``(animals, 1, *shape)`` (the 1
+        broadcasts over trials): each animal drifts with its own parameters (hierarchical or independent
+        pooling, :mod:`learnrules.inference.variational.pooling`).
     """
 
     sigma: Tensor
@@ -58,16 +62,20 @@ class Hyper:
     sigma_init: Tensor
     init_mean: Tensor
     params: dict
+    per_animal: bool = False
 
     def select(self, index: Tensor | slice) -> Hyper:
-        """Return the hyperparameters of the animals at ``index`` (only ``init_mean`` is per animal)."""
+        """Return the hyperparameters of the animals at ``index`` (``init_mean``, and per-animal parameters)."""
+        if self.per_animal:
+            return replace(self, init_mean=self.init_mean[index],
+                           params={k: v[index] for k, v in self.params.items()})
         return replace(self, init_mean=self.init_mean[index])
 
     def detach(self) -> Hyper:
         """Return a copy without gradients."""
         session = None if self.sigma_session is None else self.sigma_session.detach()
         return Hyper(self.sigma.detach(), session, self.sigma_init.detach(), self.init_mean.detach(),
-                     {k: v.detach() for k, v in self.params.items()})
+                     {k: v.detach() for k, v in self.params.items()}, self.per_animal)
 
 
 @dataclass(frozen=True)
