@@ -115,6 +115,8 @@ def _draw_parameters(fit: FitResult, rule: LearningRule | None, n_draws: int, rn
     """Laplace draws of the noise sd and rule parameters on the constrained scale (fixed ones repeat)."""
     values = _point_values(fit)
     draws = {name: np.broadcast_to(v, (n_draws, *v.shape)).copy() for name, v in values.items()}
+    if fit.pooling != "shared":
+        draws.update(_animal_draws(fit, rule, n_draws, rng))
     names = [label.split("[")[0] for label in fit.param_names]
     if not names:
         return draws
@@ -131,9 +133,36 @@ def _draw_parameters(fit: FitResult, rule: LearningRule | None, n_draws: int, rn
     return draws
 
 
-def _param_dims(name: str, value: np.ndarray, k: int) -> list[str]:
-    return ["chain", "draw"] + (["feature"] if value.shape[1:] == (k,) else [f"{name}_dim_{i}" for i in
-                                                                          range(value.ndim - 1)])
+def _animal_draws(fit: FitResult, rule: LearningRule | None, n_draws: int, rng: np.random.Generator
+                  ) -> dict[str, np.ndarray]:
+    """Per-animal pooling: draws ``(n_draws, animals, *shape)`` of each animal's rule parameters.
+
+    Each animal's unconstrained parameters are drawn from their Gaussian posterior (``animal_param_cov``) and
+    mapped through the constraints.
+    """
+    names = list(fit.animal_params)
+    transforms = {name: _constraint_transform(fit, name, rule) for name in names}
+    centre = np.concatenate([transforms[n].inv(torch.as_tensor(np.asarray(fit.animal_params[n], float)))
+                             .numpy().reshape(len(fit.subjects), -1) for n in names], axis=1)
+    u = np.stack([rng.multivariate_normal(c, cov, size=n_draws, method="eigh")
+                  for c, cov in zip(centre, fit.animal_param_cov, strict=True)], axis=1)
+    out, offset = {}, 0
+    for name in names:
+        shape = np.shape(fit.animal_params[name])[1:]
+        size = int(np.prod(shape, dtype=int))
+        block = torch.as_tensor(u[..., offset:offset + size].reshape(n_draws, len(fit.subjects), *shape))
+        out[name] = transforms[name](block).numpy()
+        offset += size
+    return out
+
+
+def _param_dims(name: str, value: np.ndarray, k: int, animals: int | None = None) -> list[str]:
+    """Dimension names of drawn parameters; ``animals`` given: per-animal draws, whose second axis is the animal."""
+    lead = ["chain", "draw"]
+    if animals is not None:
+        lead, value = lead + ["animal"], value[:, 0]
+    return lead + (["feature"] if value.shape[1:] == (k,) else [f"{name}_dim_{i}" for i in
+                                                               range(value.ndim - 1)])
 
 
 def _observations(fit: FitResult, cohort: CohortTensors) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
@@ -159,7 +188,8 @@ def _groups(fit: FitResult, cohort: CohortTensors, weights: np.ndarray, params: 
     trial_coords = {"animal": list(fit.subjects), "trial": np.arange(fit.valid.shape[1])}
     posterior = xr.Dataset(
         {"weights": (["chain", "draw", "animal", "trial", "feature"], weights[None])}
-        | {name: (_param_dims(name, v, k), v[None]) for name, v in params.items()},
+        | {name: (_param_dims(name, v, k, len(fit.subjects) if name in fit.animal_params else None), v[None])
+           for name, v in params.items()},
         coords=base | trial_coords)
     draws_obs = {"chain": [0], "draw": base["draw"]} | per_obs
     return {

@@ -153,6 +153,9 @@ class FitResult:
     animal_table : pandas.DataFrame
         Per-animal pooling: subject, group, parameter, feature, mean, sd, lower, upper, and the estimate from
         the animal's own data alone (``unpooled``, ``unpooled_lower``, ``unpooled_upper``).
+    animal_param_cov : ndarray, shape (animals, P, P)
+        Per-animal pooling: each animal's posterior covariance of its unconstrained parameters (the entries of
+        ``animal_params`` flattened in order), the population's uncertainty included.
     population_table : pandas.DataFrame
         Hierarchical pooling: group, parameter, feature, quantity (``median``, ``sd`` on the unconstrained
         scale, or ``difference`` of a group's mean from the first group's), mean, sd, lower, upper.
@@ -185,6 +188,7 @@ class FitResult:
     pooling: str = "shared"
     animal_params: dict = field(default_factory=dict)
     animal_table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    animal_param_cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))
     population_table: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def neural_rule(self) -> NeuralRule | None:
@@ -251,6 +255,8 @@ class FitResult:
         arrays.update({f"param__{k}": np.asarray(v) for k, v in self.params.items()})
         arrays.update({f"rule_state__{k}": np.asarray(v) for k, v in self.rule_state.items()})
         arrays.update({f"animal_param__{k}": np.asarray(v) for k, v in self.animal_params.items()})
+        if self.pooling != "shared":
+            arrays["animal_param_cov"] = np.asarray(self.animal_param_cov)
         with path.open("wb") as handle:
             np.savez_compressed(handle, meta=np.array(json.dumps(meta)), **arrays)
         return path
@@ -284,6 +290,10 @@ class FitResult:
             params = {k: npz[f"param__{k}"] for k in meta["param_keys"]}
             state = {k: npz[f"rule_state__{k}"] for k in meta.get("rule_state_keys", [])}
             animal = {k: npz[f"animal_param__{k}"] for k in meta.get("animal_param_keys", [])}
+            if "animal_param_cov" in npz:
+                pooled_arrays = {"animal_param_cov": npz["animal_param_cov"]}
+            else:
+                pooled_arrays = {}
         table = pd.DataFrame(meta["param_table"], columns=list(meta["param_table"]) or None)
         kwargs = {f.name: meta[f.name] for f in fields(cls) if f.name in _META}
         kwargs.update(feature_names=tuple(meta["feature_names"]), subjects=tuple(meta["subjects"]),
@@ -292,4 +302,4 @@ class FitResult:
                   for name in ("animal_table", "population_table") if name in meta}
         return cls(**kwargs, **arrays, sigma_session=session, params=params, param_table=table,
                    rule_config=meta.get("rule_config"), rule_state=state, pooling=meta.get("pooling", "shared"),
-                   animal_params=animal, **pooled)
+                   animal_params=animal, **pooled, **pooled_arrays)

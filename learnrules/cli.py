@@ -159,6 +159,13 @@ def _fitting(p: argparse.ArgumentParser, *, draws: bool = True) -> None:
                             "stays under ~500 MB, at least 10)")
 
 
+def _pooling(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pooling", choices=("shared", "hierarchical", "independent"), default="shared",
+                   help="parametric rules: one set of parameters for all animals (shared, default), each animal "
+                        "its own drawn from a fitted population (hierarchical: writes animal_parameters.csv and "
+                        "population.csv), or each its own alone (independent)")
+
+
 def _workers(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=_count, default=None,
                    help="worker processes for independent fits (the rules x folds of compare and --heldout, the "
@@ -206,6 +213,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
                    help="also score held-out sessions by cross-validation (--folds refits; each fit keeps the "
                         "held-out sessions' choices in its history, out of its likelihood)")
     p.add_argument("--folds", type=_folds, default=3, help="folds of --heldout (default 3)")
+    _pooling(p)
     _fitting(p)
     _workers(p)
     _common(p)
@@ -218,6 +226,9 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
                        epilog="example: learnrules simulate --rule reinforce --animals 5 --trials 2000 --out sim.csv")
     p.add_argument("--rule", default="reinforce-baseline", help="a parametric rule (default reinforce-baseline)")
     _simulation(p)
+    p.add_argument("--population-sd", type=_nonnegative, default=0.0,
+                   help="sd across animals of every rule parameter on its unconstrained scale (log scale for a "
+                        "rate); each animal draws its own around the defaults (default 0: all share them)")
     p.add_argument("--features", default="bias,stimulus", help="GLM features of the agents (default bias,stimulus)")
     p.add_argument("--coding", choices=("binary", "ibl"), default="binary",
                    help="choice coding of the table: binary (1 = right) or ibl (ALF: -1 = right)")
@@ -234,6 +245,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rules", default="zero,reinforce-baseline,reinforce-baseline+mlp",
                    help="comma-separated rules (default zero,reinforce-baseline,reinforce-baseline+mlp)")
     p.add_argument("--folds", type=_folds, default=5, help="number of folds (default 5)")
+    _pooling(p)
     p.add_argument("--scheme", choices=("animals", "sessions"), default="animals",
                    help="hold out whole animals (Liu et al.) or sessions within animals, which stay in the fit's "
                         "history (their choices move the weights) but out of its likelihood (default animals)")

@@ -131,7 +131,15 @@ def _fit(data: TrialData, name: str, args: argparse.Namespace, features: Sequenc
                      config=FitConfig(param_posterior="laplace" if intervals else "none"), max_steps=args.max_steps,
                      method=args.method, progress=progress_flag(args), hidden=args.hidden,
                      activation=args.activation, restarts=args.restarts if is_neural(name) else 1, start=start,
-                     parallel=parallel)
+                     parallel=parallel, pooling=_pooling(args, name))
+
+
+def _pooling(args: argparse.Namespace, name: str) -> str:
+    """``--pooling`` for a parametric rule with parameters; the shared fit for the others (compare's baselines)."""
+    pooling = getattr(args, "pooling", "shared")
+    if pooling == "shared" or is_neural(name) or not make_rule(name).parameters:
+        return "shared"
+    return pooling
 
 
 def run_compare(data: TrialData, rules: Sequence[str], args: argparse.Namespace, features: Sequence[str], *,
@@ -177,6 +185,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     features = parse_list(args.features, what="feature")
     check_rule_name(args.rule)
     check_network_options(args, [args.rule])
+    if _pooling(args, args.rule) != args.pooling:
+        raise ValueError(f"--pooling {args.pooling} applies to parametric rules with parameters, not {args.rule!r}")
     out = Path(args.out)
     with output_folder(out, overwrite=args.overwrite) as folder:
         data = _load(args, features)
@@ -216,7 +226,7 @@ def _simulate(args: argparse.Namespace, features: Sequence[str], *, seed: int | 
         raise ValueError(f"--animals must be >= 1 and --trials >= 2, got {args.animals} and {args.trials}")
     return simulate_cohort(make_rule(args.rule), n_animals=args.animals, n_trials=args.trials, sigma=args.sigma,
                            features=features, task=IBLTask(reward_levels=args.reward_levels), seed=seed,
-                           dtype=torch.float64)
+                           dtype=torch.float64, population_sd=getattr(args, "population_sd", 0.0))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -233,10 +243,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     side = out.with_name(out.stem + ".weights.csv")
     _weights_frame(cohort).to_csv(side, index=False)
     meta = out.with_name(out.stem + ".json")
-    write_json(meta, {"rule": args.rule, "params": cohort.params, "sigma": cohort.sigma, "seed": args.seed,
-                      "features": list(features), "n_animals": args.animals, "n_trials": args.trials,
-                      "coding": args.coding, "reward_levels": list(args.reward_levels), "accuracy": accuracy,
-                      "reward_rate": float(cohort.table["reward"].mean())})
+    facts = {"rule": args.rule, "params": cohort.params, "sigma": cohort.sigma, "seed": args.seed,
+             "features": list(features), "n_animals": args.animals, "n_trials": args.trials,
+             "coding": args.coding, "reward_levels": list(args.reward_levels), "accuracy": accuracy,
+             "reward_rate": float(cohort.table["reward"].mean())}
+    if cohort.animal_params is not None:  # each animal's own parameters, by subject
+        facts.update(population_sd=args.population_sd, animal_params={
+            s: {k: v[i] for k, v in cohort.animal_params.items()} for i, s in enumerate(cohort.subjects)})
+    write_json(meta, facts)
     emit(f"simulated {args.animals} animals x {args.trials} trials with {args.rule} "
          f"(accuracy {accuracy:.3f})\ntrials: {out}\ntrue weights: {side}\nmetadata: {meta}")
     return 0

@@ -11,6 +11,7 @@ import torch
 
 from learnrules.behavior.trials import TrialData
 from learnrules.inference.evaluation.evaluate import PredictiveScore, gaussian_filter_loglik
+from learnrules.inference.evaluation.population_predict import pooled_filter_score
 from learnrules.inference.result import FitResult
 from learnrules.models.inputs import CohortTensors
 from learnrules.models.rule import LearningRule
@@ -71,8 +72,11 @@ class FitPredictor:
     """Score data one step ahead with a fitted model (the Gaussian assumed-density filter).
 
     Animals the model was fitted to start from their own posterior of the first weights; new animals
-    start from the population of fitted first weights (mean, sd). The filter then conditions on each
-    observed choice, so held-out sessions of a fitted animal are predicted from everything before them.
+    start from the population of fitted first weights (mean, sd). With per-animal rule parameters a fitted
+    animal drifts with its own and a new animal's predictive integrates over the population
+    (:func:`~learnrules.inference.evaluation.population_predict.pooled_filter_score`). The filter then
+    conditions on each observed choice, so held-out sessions of a fitted animal are predicted from everything
+    before them.
 
     Parameters
     ----------
@@ -90,6 +94,9 @@ class FitPredictor:
         own = {s: i for i, s in enumerate(res.subjects)}
         mean = np.stack([res.weights_mean[own[s], 0] if s in own else pop_mean for s in cohort.subjects])
         sd = np.stack([res.weights_sd[own[s], 0] if s in own else pop_sd for s in cohort.subjects])
+        if res.pooling != "shared":  # each animal's own parameters; a new animal's from the population
+            return pooled_filter_score(cohort, self.model.scoring_rule, res, init_mean=mean,
+                                       init_sd=np.maximum(sd, 1e-6))
         return gaussian_filter_loglik(cohort, self.model.scoring_rule, res.params, sigma=res.sigma, init_mean=mean,
                                       init_sd=np.maximum(sd, 1e-6), sigma_session=res.sigma_session)
 

@@ -4,7 +4,11 @@ Layout of ``DIR`` (see the README's "Reading the outputs"):
 
 - ``weights.csv``: tidy posterior weights keyed by the input table's subject, session and trial (plus
   trial_index, feature, mean, sd, lower, upper; :func:`weights_table`);
-- ``parameters.csv``: rule parameters and noise with credible intervals (variational fits);
+- ``parameters.csv``: rule parameters and noise with credible intervals (variational fits; with per-animal
+  pooling the population median);
+- ``animal_parameters.csv``, ``population.csv``: with ``pooling`` hierarchical or independent, each animal's
+  rule parameters with intervals beside its unpooled estimate, and the population median, sd and group
+  differences (:func:`pooled_tables`);
 - ``fit.npz``: the :class:`~learnrules.inference.result.FitResult` (``FitResult.load``), and for neural
   rules ``rule.pt``, the trained network (``learnrules.models.neural.load_neural_rule``);
 - ``posterior.nc``: ArviZ InferenceData (posterior draws, pointwise log-likelihood, predictions);
@@ -43,7 +47,8 @@ from learnrules.plots import (
 from learnrules.plots.rules import rule_update_table
 from learnrules.workflow import FittedModel
 
-__all__ = ["fit_summary", "twin_tables", "weights_table", "write_figures", "write_fit", "write_json"]
+__all__ = ["fit_summary", "pooled_tables", "twin_tables", "weights_table", "write_figures", "write_fit",
+           "write_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +202,20 @@ def weights_table(result: FitResult, data: TrialData) -> pd.DataFrame:
     return frame
 
 
+def pooled_tables(result: FitResult, out: Path) -> list[str]:
+    """Write ``animal_parameters.csv`` (and ``population.csv`` when hierarchical) of a per-animal fit.
+
+    Returns the names written (none for a shared fit).
+    """
+    if result.pooling == "shared":
+        return []
+    result.animal_table.to_csv(out / "animal_parameters.csv", index=False)
+    if result.population_table.empty:
+        return ["animal_parameters.csv"]
+    result.population_table.to_csv(out / "population.csv", index=False)
+    return ["animal_parameters.csv", "population.csv"]
+
+
 def write_fit(model: FittedModel, data: TrialData, out: str | Path, *, seed: int | None = 0,
               n_draws: int | None = None,
               heldout: Mapping[str, Any] | None = None,
@@ -213,7 +232,7 @@ def write_fit(model: FittedModel, data: TrialData, out: str | Path, *, seed: int
     weights_table(res, data).to_csv(out / "weights.csv", index=False)
     res.parameters.to_csv(out / "parameters.csv", index=False)
     res.save(out / "fit.npz")
-    files = ["weights.csv", "parameters.csv", "fit.npz"]
+    files = ["weights.csv", "parameters.csv", "fit.npz", *pooled_tables(res, out)]
     if isinstance(model.rule, NeuralRule):
         save_neural_rule(model.rule, out / "rule.pt")
         files.append("rule.pt")
@@ -222,6 +241,8 @@ def write_fit(model: FittedModel, data: TrialData, out: str | Path, *, seed: int
     figures = write_figures(model, data, out / "figures", seed=seed, truth=truth, true_weights=true_weights)
     files += [str(p.relative_to(out)) for p in figures]
     summary = fit_summary(model, data)
+    if res.pooling != "shared":
+        summary["pooling"] = res.pooling
     summary["posterior_draws"] = draws
     summary["heldout"] = dict(heldout) if heldout is not None else None
     summary["files"] = files + ["summary.json"]

@@ -170,7 +170,7 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
               method: Literal["variational", "rollout"] = "variational", progress: bool | None = None,
               hidden: Sequence[int] | None = None, activation: Activation | None = None,
               restarts: int = 1, max_steps: int | None = None, start: FitResult | None = None,
-              parallel: ParallelConfig | None = None) -> FittedModel:
+              parallel: ParallelConfig | None = None, pooling: str = "shared") -> FittedModel:
     """Fit the rule called ``name`` to ``data``.
 
     Parameters
@@ -211,12 +211,17 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
     parallel : ParallelConfig, optional
         Where the ``restarts`` initializations are fitted (default: one after another, here); the result does
         not depend on it.
+    pooling : {"shared", "hierarchical", "independent"}
+        Parametric rules: one set of parameters for all animals, or each animal its own, partially pooled or
+        independent (see :mod:`learnrules.inference.variational.pooling`).
 
     Returns
     -------
     FittedModel
     """
     check_rule_name(name)
+    if pooling != "shared" and (is_neural(name) or method != "variational"):
+        raise ValueError(f"pooling={pooling!r} applies to parametric rules, not {name!r}")
     if max_steps is not None:
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
@@ -240,7 +245,7 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
                            hidden=hidden or NEURAL_HIDDEN, activation=activation or NEURAL_ACTIVATION,
                            restarts=restarts, max_steps=max_steps, start=start, parallel=parallel)
     rule = build_rule(name, cohort.n_features)
-    result = fit(cohort, rule=rule, config=config, seed=seed, progress=progress)
+    result = fit(cohort, rule=rule, config=config, seed=seed, progress=progress, pooling=pooling)
     note = "" if result.converged else f"not converged after {result.n_steps} steps ({result.elapsed_s:.0f} s)"
     return FittedModel(name, rule, result, "variational", note)
 

@@ -139,5 +139,6 @@ def pooled_result(rule: LearningRule, cohort: CohortTensors, theta: PooledTheta,
         params={k: v.numpy() for k, v in median.items()}, param_table=_param_table(theta, pop, median),
         elbo_trace=np.asarray(trace), elbo=trace[-1], converged=converged, n_steps=n_steps, elapsed_s=elapsed,
         band_level=config.band_level, pooling=theta.pooling, animal_params=animals,
+        animal_param_cov=posterior.animal_cov.numpy(),
         animal_table=animal_table(theta, posterior, tuple(cohort.subjects), group_names, level=config.band_level),
         population_table=pop)

@@ -115,3 +115,30 @@ def test_hierarchical_recovers_rates_and_shrinks_towards_the_population(tmp_path
     assert loaded.pooling == "hierarchical"
     np.testing.assert_array_equal(loaded.animal_params["alpha"], hier.animal_params["alpha"])
     assert loaded.population_table.equals(hier.population_table)
+
+
+def test_new_animal_predictive_weights_each_draw_by_its_past_predictions():
+    from learnrules.inference.evaluation.population_predict import _mixture
+
+    log_pred = torch.log(torch.tensor([[0.8, 0.9], [0.2, 0.1]], dtype=torch.float64))
+    p_right = torch.tensor([[0.8, 0.9], [0.8, 0.1]], dtype=torch.float64)
+    p, ll = _mixture(log_pred, p_right, 2)
+    # trial 0: both draws weigh 1/2; trial 1: weights 0.8, 0.2 from how each predicted trial 0
+    torch.testing.assert_close(ll, torch.log(torch.tensor([[0.5, 0.74]], dtype=torch.float64)))
+    torch.testing.assert_close(p, torch.tensor([[0.8, 0.8 * 0.9 + 0.2 * 0.1]], dtype=torch.float64))
+
+
+def test_fitted_animals_are_scored_with_their_own_parameters():
+    from learnrules.inference.evaluation.evaluate import gaussian_filter_loglik
+    from learnrules.inference.evaluation.population_predict import pooled_filter_score
+
+    sim = cohort(3, 200, seed=6)
+    data = sim.tensors().to(torch.float64)
+    res = fit(data, rule=RULE, pooling="independent", config=FitConfig(max_steps=3))
+    init_mean, init_sd = res.weights_mean[:, 0], np.full((3, 2), 0.3)
+    score = pooled_filter_score(data, RULE, res, init_mean=init_mean, init_sd=init_sd)
+    for a in range(3):
+        own = {k: v[a] for k, v in res.animal_params.items()}
+        alone = gaussian_filter_loglik(data.select([a]), RULE, own, sigma=res.sigma, init_mean=init_mean[a:a + 1],
+                                       init_sd=init_sd[a:a + 1])
+        np.testing.assert_allclose(score.loglik[a], alone.loglik[0])
