@@ -37,7 +37,12 @@ import torch
 
 from learnrules.behavior.trials import TrialData
 from learnrules.inference.result import FitResult
-from learnrules.inference.variational.laplace import LaplacePosterior, laplace_covariance, parameter_table
+from learnrules.inference.variational.laplace import (
+    LaplacePosterior,
+    laplace_covariance,
+    parameter_table,
+    weight_covariance,
+)
 from learnrules.inference.variational.optimize import Objective, optimize
 from learnrules.inference.variational.theta import Theta
 from learnrules.inference.variational.vi import Posterior
@@ -241,7 +246,7 @@ def _result(rule: LearningRule | None, cohort: CohortTensors, theta: Theta, post
     valid = cohort.valid.numpy()
     session = np.where(valid, np.cumsum(cohort.session_start.numpy(), axis=1) - 1, -1)
     mean = post.mean.numpy() * valid[..., None]
-    wcov = post.cov.numpy() * valid[..., None, None]
+    wcov = weight_covariance(post.cov.numpy(), laplace) * valid[..., None, None]  # hyperparameter spread too
     sd = np.sqrt(np.clip(np.diagonal(wcov, axis1=-2, axis2=-1), 0, None))
     table = parameter_table(theta, laplace, level=config.band_level, rule=rule)
     neural = isinstance(rule, NeuralRule)

@@ -18,7 +18,7 @@ from learnrules.models.rule import LearningRule
 if TYPE_CHECKING:
     from learnrules.inference.variational.optimize import Objective
 
-__all__ = ["LaplacePosterior", "laplace_covariance", "parameter_table"]
+__all__ = ["LaplacePosterior", "laplace_covariance", "parameter_table", "weight_covariance"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +40,16 @@ class LaplacePosterior(NamedTuple):
     precision and was raised to it: there the width is the clamp's, not the data's. ``bounds`` holds, for each
     entry whose variance is mostly clamped, its likelihood-ratio interval on the unconstrained scale (the
     collapsed objective along that entry, the others at the mode; an infinite end where it stays flat).
+    ``mean_jacobian`` (animals, T, K, P) is the derivative of the weight posterior's mean in the unconstrained
+    hyperparameters (central differences of the solves the Hessian already makes; None without them), which
+    :func:`weight_covariance` uses to carry the hyperparameters' uncertainty into the weight bands.
     """
 
     cov: np.ndarray
     names: tuple[str, ...]
     clamped: np.ndarray
     bounds: dict[int, tuple[float, float]]
+    mean_jacobian: np.ndarray | None = None
 
 
 HESSIAN_INNER_TOL = 1e-13  # relative tolerance of the inner solve while differencing gradients
@@ -96,11 +100,14 @@ def laplace_covariance(objective: Objective, *, level: float = 0.9, step: float 
             return value, False
         return checked
 
-    def gradient(flat: torch.Tensor) -> torch.Tensor:  # warm-started from the mode's posterior at every point
-        return torch.cat([g.reshape(-1) for g in torch.autograd.grad(value_at(flat, post0), tensors)])
+    def gradient(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the envelope gradient at ``flat`` (warm-started from the mode's posterior) and q's mean there."""
+        grad = torch.cat([g.reshape(-1) for g in torch.autograd.grad(value_at(flat, post0), tensors)])
+        return grad, objective.post.mean.detach()
 
     size = centre.numel()
     hess = torch.zeros(size, size, dtype=centre.dtype)
+    jacobian = torch.zeros(*post0.mean.shape, size, dtype=centre.dtype)
     # Differences of gradients over a step of 1e-3 amplify the inner solve's error by 1e3: solve q tighter
     # than the fit needs (a relative 1e-8 left eigenvalues of -3 where the truth is ~0 on a small cohort).
     fit_config = objective.config
@@ -109,7 +116,9 @@ def laplace_covariance(objective: Objective, *, level: float = 0.9, step: float 
     for i in range(size):
         delta = torch.zeros_like(centre)
         delta[i] = step
-        hess[:, i] = (gradient(centre + delta) - gradient(centre - delta)) / (2 * step)
+        (grad_up, mean_up), (grad_down, mean_down) = gradient(centre + delta), gradient(centre - delta)
+        hess[:, i] = (grad_up - grad_down) / (2 * step)
+        jacobian[..., i] = (mean_up - mean_down) / (2 * step)
     objective.config = fit_config
     hess = 0.5 * (hess + hess.T)
     values, vectors = torch.linalg.eigh(hess)
@@ -136,7 +145,21 @@ def laplace_covariance(objective: Objective, *, level: float = 0.9, step: float 
                        "parameter the data barely inform, e.g. a noise sd near 0) get likelihood-ratio "
                        "intervals instead: %s", smallest, floor,
                        [labels[i] for i in bounds] or "none")
-    return LaplacePosterior(cov.numpy(), labels, clamped.numpy(), bounds)
+    return LaplacePosterior(cov.numpy(), labels, clamped.numpy(), bounds, jacobian.numpy())
+
+
+def weight_covariance(post_cov: np.ndarray, laplace: LaplacePosterior) -> np.ndarray:
+    """Return ``Cov(w_t)`` over the weights' and the hyperparameters' posteriors, shape (animals, T, K, K).
+
+    ``q(w)`` is the posterior at the hyperparameters' mode; by the law of total variance the weights' marginal
+    covariance adds the spread of q's mean over the hyperparameters' posterior, ``J Sigma J^T`` to first order
+    (``J`` = ``laplace.mean_jacobian``, ``Sigma`` = ``laplace.cov``): the bands widen most where the data leave
+    the noise sd uncertain (a small sd, whose log is wide).
+    """
+    jac = laplace.mean_jacobian
+    if jac is None or not laplace.cov.size:
+        return post_cov
+    return post_cov + np.einsum("atkp,pq,atlq->atkl", jac, laplace.cov, jac)
 
 
 def _likelihood_ratio_bounds(loss, rise: float, *, stride: float = 1.0, n_strides: int = 6,  # noqa: ANN001
