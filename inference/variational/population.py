@@ -28,8 +28,7 @@ import torch
 from torch import Tensor
 from torch.autograd.functional import hessian, jacobian
 
-__all__ = ["PopulationConfig", "PopulationPosterior", "log_marginal", "population_posterior",
-           "project_psd"]
+__all__ = ["PopulationConfig", "PopulationPosterior", "log_marginal", "population_posterior", "project_psd"]
 
 
 @dataclass(frozen=True)
@@ -45,10 +44,11 @@ class PopulationConfig:
     init_sd : float
         Population sd of the first round, which fits the animals at a fixed sd before the sd is learned.
     max_rounds : int
-        Rounds of (curvature of every animal's data term, then a joint fit of the animals' parameters, noise
-        and population at that curvature) after the first.
+        Most rounds of (curvature of every animal's data term, then a joint fit of the animals' parameters,
+        noise and population at that curvature) after the first, which fits the animals at ``init_sd``.
     tol : float
-        Stop the rounds once no population mean or log sd moved by more than this many of its posterior sds.
+        Converged when no population mean or log sd moved by more than this many of its posterior sds in a
+        round.
     hessian_step : float
         Central-difference step of the per-animal curvature (unconstrained scale).
     """

@@ -142,3 +142,21 @@ def test_fitted_animals_are_scored_with_their_own_parameters():
         alone = gaussian_filter_loglik(data.select([a]), RULE, own, sigma=res.sigma, init_mean=init_mean[a:a + 1],
                                        init_sd=init_sd[a:a + 1])
         np.testing.assert_allclose(score.loglik[a], alone.loglik[0])
+
+
+def test_groups_give_each_group_a_mean_and_their_difference_an_interval():
+    data = cohort(4, 200, seed=7).tensors().to(torch.float64)
+    labels = {"sim000": "control", "sim001": "lesion", "sim002": "control", "sim003": "lesion"}
+    res = fit(data, rule=RULE, pooling="hierarchical", groups=labels, config=FitConfig(max_steps=3),
+              population=PopulationConfig(max_rounds=1))
+    pop = res.population_table
+    medians = pop[(pop.quantity == "median") & (pop.parameter == "alpha") & (pop.feature == "stimulus")]
+    assert list(medians.group) == ["control", "lesion"]
+    diff = pop[pop.quantity == "difference"]
+    assert list(diff.group.unique()) == ["lesion-control"] and len(diff) == 3
+    row = diff[(diff.parameter == "alpha") & (diff.feature == "stimulus")].iloc[0]
+    ratio = np.log(medians["mean"].iloc[1] / medians["mean"].iloc[0])
+    assert row["mean"] == pytest.approx(ratio) and row["lower"] < row["mean"] < row["upper"]
+    assert list(res.animal_table.group[:4]) == ["control", "lesion", "control", "lesion"]
+    with pytest.raises(ValueError, match="no label for subjects"):
+        fit(data, rule=RULE, pooling="hierarchical", groups={"sim000": "control"})
