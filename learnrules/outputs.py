@@ -13,8 +13,9 @@ Layout of ``DIR`` (see the README's "Reading the outputs"):
   rules ``rule.pt``, the trained network (``learnrules.models.neural.load_neural_rule``);
 - ``posterior.nc``: ArviZ InferenceData (posterior draws, pointwise log-likelihood, predictions);
 - ``summary.json``: rule, method, parameters, ELBO, timings, held-out scores when computed;
-- ``figures/``: ``weights.png``, ``elbo.png``, ``rule_map.png``, ``drift_field.png`` (when the features are
-  bias and stimuli), ``learning_curves.png``, ``psychometric.png`` (when the table has stimuli).
+- ``figures/``: ``weights.png``, ``elbo.png``, ``animal_parameters.png`` (per-animal pooling), ``rule_map.png``,
+  ``drift_field.png`` (when the features are bias and stimuli), ``learning_curves.png``, ``psychometric.png``
+  (when the table has stimuli).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from learnrules.models.rule import LearningRule, as_params
 from learnrules.plots import (
     plot_drift_field,
     plot_elbo,
+    plot_forest,
     plot_learning_curves,
     plot_psychometric,
     plot_rule_map,
@@ -148,6 +150,9 @@ def write_figures(model: FittedModel, data: TrialData, folder: Path, *, seed: in
     plot_weights(res.weights, subject=res.subjects[0], true_weights=truth_first, path=paths[-1])
     paths.append(folder / "elbo.png")
     plot_elbo(res.elbo_trace, path=paths[-1])
+    if res.pooling != "shared":  # each animal's parameters, its own data's estimate and the population band
+        paths.append(folder / "animal_parameters.png")
+        plot_forest(res.animal_table, res.population_table, path=paths[-1])
     params = res.params
     true_table = None if truth is None else _rule_table(truth[0], truth[1], names)
     paths.append(folder / "rule_map.png")

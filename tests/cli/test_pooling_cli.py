@@ -38,7 +38,8 @@ def test_fit_hierarchical_writes_animal_and_population_tables(table, tmp_path):
     assert set(population["quantity"]) == {"median", "sd"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["pooling"] == "hierarchical"
-    assert {"animal_parameters.csv", "population.csv"} <= set(summary["files"])
+    assert {"animal_parameters.csv", "population.csv", "figures/animal_parameters.png"} <= set(summary["files"])
+    assert (out / "figures" / "animal_parameters.png").read_bytes()[:4] == b"\x89PNG"
     res = FitResult.load(out / "fit.npz")
     assert res.animal_params["alpha"].shape == (3, 2) and res.animal_param_cov.shape == (3, 3, 3)
     alpha = az.from_netcdf(out / "posterior.nc").posterior["alpha"]
