@@ -213,6 +213,9 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
                    help="also score held-out sessions by cross-validation (--folds refits; each fit keeps the "
                         "held-out sessions' choices in its history, out of its likelihood)")
     p.add_argument("--folds", type=_folds, default=3, help="folds of --heldout (default 3)")
+    p.add_argument("--no-feature-check", action="store_true",
+                   help="skip the check of the history features the fit lacks (prev_choice, prev_reward: the random "
+                        "walk fitted with and without each, written to history_features.csv)")
     _pooling(p)
     _fitting(p)
     _workers(p)

@@ -24,6 +24,11 @@ from learnrules.behavior.load import load_trials
 from learnrules.behavior.trials import TrialData
 from learnrules.inference.evaluation.crossval import compare_table
 from learnrules.inference.evaluation.evaluate import gaussian_filter_loglik
+from learnrules.inference.evaluation.missing_features import (
+    HISTORY_FEATURES,
+    history_feature_evidence,
+    suggest_features,
+)
 from learnrules.inference.result import FitResult
 from learnrules.inference.variational.fit import FitConfig
 from learnrules.models.inputs import CohortTensors
@@ -202,7 +207,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
             keep = ["n_animals", "nats_per_trial", "se", "bits_per_trial", "accuracy", "accuracy_se"]
             heldout = {"scheme": "sessions", "folds": args.folds, **table.iloc[0][keep].to_dict()}
         write_fit(model, data, folder, seed=args.seed, n_draws=args.draws, heldout=heldout)
+        advice = None
+        if not args.no_feature_check and any(f not in features for f in HISTORY_FEATURES):
+            evidence = history_feature_evidence(data, features, seed=args.seed)
+            evidence.to_csv(folder / "history_features.csv", index=False)
+            advice = suggest_features(evidence, features)
     emit(_fit_lines(model, data, out))
+    if advice is not None:
+        emit(f"advice: {advice}")
     if heldout is not None:
         emit(f"held-out sessions ({args.folds} folds): {heldout['nats_per_trial']:.4f} nats/trial, "
              f"accuracy {heldout['accuracy']:.3f}")
