@@ -132,6 +132,7 @@ def animal_curvature(objective: Objective, theta: PooledTheta, *, step: float = 
     ``H`` is minus the Hessian of each animal's collapsed ELBO in its own parameters (projected to positive
     semi-definite), by central differences of the envelope gradient, warm-started at the current posterior.
     """
+    began = time.perf_counter()
     tensors = [theta.rule_u[k] for k in theta.names]
     n = theta.init_mean.shape[0]
     saved = [t.detach().clone() for t in tensors]
@@ -169,6 +170,7 @@ def animal_curvature(objective: Objective, theta: PooledTheta, *, step: float = 
                 t.copy_(s)
         objective.post, objective.config, theta.data_only = post0, config, False
     objective.last_elbo = elbo0
+    logger.info("per-animal curvature: %d posterior solves, %.1f s", 2 * h.shape[-1] + 1, time.perf_counter() - began)
     return theta.flat().detach(), g0.detach(), project_psd(h.detach())
 
 
