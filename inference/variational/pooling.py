@@ -234,7 +234,8 @@ def fit_pooled(data: TrialData | CohortTensors, *, rule: LearningRule, pooling: 
     """
     _check_rule(rule, pooling)
     if pooling == "shared":
-        raise ValueError("pooling='shared' is fitted by learnrules.inference.fit")
+        raise ValueError("population= and groups= apply to per-animal pooling ('hierarchical'); "
+                         "pooling='shared' gives every animal the same parameters")
     if groups is not None and pooling != "hierarchical":
         raise ValueError("groups apply to pooling='hierarchical' only")
     config = config or FitConfig()

@@ -71,6 +71,8 @@ def test_refuses_rules_it_cannot_pool():
         fit(data, pooling="independent")
     with pytest.raises(ValueError, match="pooling must be one of"):
         fit(data, rule=RULE, pooling="partial")
+    with pytest.raises(ValueError, match="apply to per-animal pooling"):
+        fit(data, rule=RULE, groups={"sim000": "a", "sim001": "b"})
 
 
 def test_simulator_draws_per_animal_rates_on_the_same_trials():
