@@ -94,20 +94,22 @@ def plot(table: pd.DataFrame, n_ranks: int, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def report(table: pd.DataFrame, name: str, rule: str, design: SBCDesign) -> str:
+def report(table: pd.DataFrame, name: str, rule: str, design: SBCDesign, note: str = "") -> str:
     """Write NAME.md and NAME.png from the rows; return the markdown."""
     n_ranks = design.n_draws + 1
-    entries, weights = summarize(table, n_ranks)
-    cohorts = table["seed"].nunique()
-    title = (f"SBC, {rule}: {cohorts} cohorts of {design.n_animals} animals x {design.n_trials} trials, "
-             f"{design.n_draws} posterior draws each")
-    plot(table, n_ranks, RESULTS / f"{name}.png", title)
-    passed = entries[(entries["chi2_p"] > 0.01) & entries["ecdf_inside"] & (entries["dev_50_se"].abs() <= 2)
-                     & (entries["dev_90_se"].abs() <= 2)]
     failed = table[table["kind"] == "failed"]
     table = table[table["kind"] != "failed"]
+    entries, weights = summarize(table, n_ranks)
+    cohorts = table["seed"].nunique()
+    title = (f"SBC, {rule}: {cohorts} fitted cohorts of {design.n_animals} animals x {design.n_trials} trials, "
+             f"{design.n_draws} posterior draws each")
+    plot(table, n_ranks, RESULTS / f"{name}.png", title)
+    entries["passes"] = ((entries["chi2_p"] > 0.01) & entries["ecdf_inside"] & (entries["dev_50_se"].abs() <= 2)
+                         & (entries["dev_90_se"].abs() <= 2))
+    passed = entries[entries["passes"]]
     fits = table.drop_duplicates("seed")
-    text = (f"# {title}\n\nTruths: rule parameters from the fit's prior, noise sd log-uniform on "
+    text = (f"# {title}\n\n" + (f"{note}\n\n" if note else "")
+            + "Truths: rule parameters from the fit's prior, noise sd log-uniform on "
             f"{design.sigma_range} per weight, initial weights N(0, {design.init_sd}^2). Fit time per cohort: "
             f"median {fits['fit_s'].median():.2f} s, max {fits['fit_s'].max():.1f} s; converged "
             f"{int(fits['converged'].sum())}/{len(fits)}; fits that failed (left out of the tests): {len(failed)} "
@@ -135,6 +137,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=2000)
     parser.add_argument("--name")
     parser.add_argument("--merge", nargs="+", type=Path, help="CSV files of earlier runs: report them, fit nothing")
+    parser.add_argument("--note", default="", help="a line the report states under its title")
     args = parser.parse_args()
     setup(log_level=None)
     name = args.name or f"sbc_{args.rule}"
@@ -161,7 +164,7 @@ def main() -> None:
             rows.to_csv(path, mode="a", header=not path.exists(), index=False)
             print(f"seed {seed}: {time.perf_counter() - began:.1f} s", flush=True)
         table = pd.read_csv(path)
-    print(report(table, name, args.rule, design))
+    print(report(table, name, args.rule, design, args.note))
 
 
 if __name__ == "__main__":
