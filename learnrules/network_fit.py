@@ -145,7 +145,9 @@ def fit_staged(name: str, cohort: CohortTensors, *, seed: int | None, budget_s: 
     base_rule = build_rule(first, cohort.n_features)
     grow = kind == "gru"
     net_config = replace(NEURAL_FIT_CONFIG, time_budget_s=budget_s, max_steps=max_steps or NEURAL_FIT_CONFIG.max_steps)
-    if grow and start is not None and start.rule_name != base_rule.name and restarts == 1:
+    if restarts > 1:
+        start = None  # the initializations' parametric stage leaves sessions out: it is fitted here
+    if grow and start is not None and start.rule_name != base_rule.name:
         return _grow_from(name, cohort, start, net_config, seed=seed, progress=progress, began=began)
     if start is not None and (start.rule_name != base_rule.name or start.subjects != cohort.subjects):
         raise ValueError(f"start= must be a {base_rule.name} fit of the same animals, got a {start.rule_name} fit "

@@ -46,6 +46,7 @@ from learnrules.network_fit import (
     NEURAL_FIT_CONFIG,
     NEURAL_HIDDEN,
     fit_staged,
+    mlp_stage,
     network_part,
     run_restarts,
 )
@@ -207,7 +208,8 @@ def fit_model(data: TrialData, name: str, *, features: Sequence[str] = ("bias", 
     start : FitResult, optional
         Neural and hybrid rules: an existing fit of their parametric stage (:func:`stage_one`) to the same
         data, used instead of fitting it again (``compare`` fits it once per fold for all the rules that
-        start there). Ignored with ``restarts`` > 1, whose parametric stage leaves sessions out.
+        start there); for a GRU rule, also a fit of its MLP rule (:func:`mlp_stage`), which it is grown from.
+        Ignored with ``restarts`` > 1, whose parametric stage leaves sessions out.
     parallel : ParallelConfig, optional
         Where the ``restarts`` initializations are fitted (default: one after another, here); the result does
         not depend on it.
@@ -268,6 +270,16 @@ class FitsFailed(RuntimeError):
         super().__init__(f"{len(self.failures)} fit(s) failed: " + "; ".join(str(f) for f in self.failures))
 
 
+def _starts(rules: Sequence[str]) -> dict[str, str]:
+    """Return the fit each neural rule of ``rules`` starts from (a GRU rule: its MLP rule, when compared too)."""
+    out = {}
+    for name in rules:
+        if is_neural(name):
+            grown = split_rule_name(name)[1] == "gru" and mlp_stage(name) in rules
+            out[name] = mlp_stage(name) if grown else stage_one(name)
+    return out
+
+
 def _fit_and_score(fit: Callable[[TrialData, str, FitResult | None], FittedModel], fold: Fold, name: str,
                    start: FitResult | None, score: bool, keep: bool) -> tuple[pd.DataFrame | None, FitResult | None]:
     """Fit ``name`` on ``fold``'s training data; return its held-out rows (if ``score``) and its fit (if ``keep``)."""
@@ -284,7 +296,8 @@ def cross_validate_rules(data: TrialData, rules: Sequence[str],
 
     ``fit(train, name, start)`` fits one rule (``start``: the fold's fit of its parametric stage, for neural and
     hybrid rules; None otherwise), e.g. ``lambda train, name, start: fit_model(train, name, start=start)``. A
-    parametric rule in ``rules`` and every neural or hybrid rule that starts from it share one fit per fold.
+    parametric rule in ``rules`` and every neural or hybrid rule that starts from it share one fit per fold, and
+    a GRU rule starts from the fold's fit of its MLP rule when that is compared too (:func:`mlp_stage`).
     The parametric fits of every fold run first, then the neural and hybrid fits, each an independent task
     (:func:`learnrules.parallel.run_tasks`) on the processes or the Dask cluster of ``parallel`` (default: one
     after another, here). Each fit gets the same arguments wherever it runs, so the table does not depend on
@@ -302,35 +315,33 @@ def cross_validate_rules(data: TrialData, rules: Sequence[str],
     if folds is None:
         folds = animal_folds(data, k=k, seed=seed) if scheme == "animals" else session_folds(data, k=k, seed=seed)
     rules = list(rules)
-    firsts = list(dict.fromkeys(stage_one(n) if is_neural(n) else n for n in rules))
-    needed = {stage_one(n) for n in rules if is_neural(n)}
-    seconds = [n for n in rules if is_neural(n)]
+    starts_from = _starts(rules)
+    names = dict.fromkeys([*(stage_one(n) if is_neural(n) else n for n in rules), *rules])
+    waves = [[n for n in names if n not in starts_from]]
+    while nxt := [n for n in rules if n not in set().union(*waves) and starts_from.get(n) in set().union(*waves)]:
+        waves.append(nxt)
+    needed = set(starts_from.values())
     rows: dict[tuple[int, str], pd.DataFrame | None] = {}
+    fits: dict[tuple[int, str], FitResult | None] = {}
     failures: dict[tuple[int, str], TaskFailure] = {}
-    with progress_bar(len(folds) * (len(firsts) + len(seconds)), progress=progress) as bar:
-        keys = [(f, n) for f in range(len(folds)) for n in firsts]
-        tasks = [Task(f"rule {n}, fold {folds[f].index}", _fit_and_score, (fit, folds[f], n, None, n in rules,
-                                                                           n in needed)) for f, n in keys]
-        starts = {}
-        for key, out in zip(keys, run_tasks(tasks, parallel, bar=bar), strict=True):
-            if isinstance(out, TaskFailure):
-                failures[key] = out
-            else:
-                rows[key], starts[key] = out
-        keys, tasks = [], []
-        for f, n in ((f, n) for f in range(len(folds)) for n in seconds):
-            label = f"rule {n}, fold {folds[f].index}"
-            if (f, stage_one(n)) in failures:
-                failures[f, n] = TaskFailure(label, f"its parametric stage {stage_one(n)} failed", "")
-                bar.update(1)
-            else:
+    with progress_bar(len(folds) * sum(map(len, waves)), progress=progress) as bar:
+        for wave in waves:  # each wave's fits start from the fits of the waves before it
+            keys, tasks = [], []
+            for f, n in ((f, n) for f in range(len(folds)) for n in wave):
+                label, first = f"rule {n}, fold {folds[f].index}", starts_from.get(n)
+                if first is not None and (f, first) in failures:
+                    stage = "MLP" if is_neural(first) else "parametric"
+                    failures[f, n] = TaskFailure(label, f"its {stage} stage {first} failed", "")
+                    bar.update(1)
+                    continue
                 keys.append((f, n))
-                tasks.append(Task(label, _fit_and_score, (fit, folds[f], n, starts[f, stage_one(n)], True, False)))
-        for key, out in zip(keys, run_tasks(tasks, parallel, bar=bar), strict=True):
-            if isinstance(out, TaskFailure):
-                failures[key] = out
-            else:
-                rows[key] = out[0]
+                tasks.append(Task(label, _fit_and_score, (fit, folds[f], n, None if first is None else fits[f, first],
+                                                          n in rules, n in needed)))
+            for key, out in zip(keys, run_tasks(tasks, parallel, bar=bar), strict=True):
+                if isinstance(out, TaskFailure):
+                    failures[key] = out
+                else:
+                    rows[key], fits[key] = out
     ordered = [rows[f, n] for f in range(len(folds)) for n in rules if (f, n) in rows]
     table = pd.concat(ordered, ignore_index=True) if ordered else pd.DataFrame(columns=CV_COLUMNS)
     if failures:

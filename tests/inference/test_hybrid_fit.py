@@ -142,3 +142,19 @@ def test_a_gru_hybrid_is_grown_from_its_fitted_mlp_hybrid_and_starts_at_its_elbo
     with pytest.raises(ValueError, match="ReinforceBaseline or ReinforceBaseline\\+MLP fit"):
         fit_model(data, "reinforce-baseline+gru", start=fit_model(data, "reinforce+mlp", max_steps=1,
                                                                    progress=False).result)
+
+
+def test_cross_validation_grows_each_gru_from_the_folds_mlp_fit_when_both_are_compared(cohort):
+    sim, _ = cohort
+    calls = []
+
+    def fit(train, name, start):
+        calls.append((id(train), name, None if start is None else start.rule_name))
+        return fit_model(train, name, start=start, max_steps=2, config=BASE, progress=False)
+
+    cv = cross_validate_rules(_trials(sim), ["reinforce+gru", "reinforce+mlp", "gru"], fit, k=2)
+    for fold in {c[0] for c in calls}:
+        names = sorted((c[1], c[2]) for c in calls if c[0] == fold)
+        assert names == [("gru", "ReinforceBaseline"), ("reinforce", None), ("reinforce+gru", "Reinforce+MLP"),
+                         ("reinforce+mlp", "Reinforce"), ("reinforce-baseline", None)]
+    assert list(cv["rule"].unique()) == ["reinforce+gru", "reinforce+mlp", "gru"]
