@@ -11,7 +11,8 @@ Parts (each replaces its rows of results/neural_converge.csv and re-renders resu
 - ``repro``: the hybrid ``<truth>+mlp`` from 5 network initializations (seeds 0-4) on the same cohort: the
   spread of their held-out scores.
 - ``history``: a cohort whose truth reads the reward history (an eligibility trace of choices gated by reward,
-  ``HISTORY``), 12 training + 16 held-out animals x 3,000 trials (``--trials``), simulation seed ``--sim-seed``.
+  ``HISTORY``), 12 training + ``--held-out`` (default 16) held-out animals x 3,000 trials (``--trials``),
+  simulation seed ``--sim-seed``.
   Fitted: the Markov parametric rules REINFORCE+baseline and asymmetric, and the hybrids
   ``reinforce-baseline+mlp`` (from the REINFORCE+baseline fit) and ``reinforce-baseline+gru`` (grown from the
   MLP hybrid's fit, as ``fit_model`` stages it; its seconds count both network stages). ``--rules``: a subset,
@@ -135,7 +136,7 @@ def part_history(args: argparse.Namespace) -> list[dict]:
     GRU minus MLP are computed by :func:`history_summary` from the stored per-animal scores.
     """
     truth, params = HISTORY
-    train, test, oracle = cohort(truth, args, params, held_out=16)
+    train, test, oracle = cohort(truth, args, params, held_out=args.held_out)
     rows, scores, fits = [], {"oracle": oracle}, {}
     for name in args.rules or HISTORY_RULES:
         # a hybrid starts at its parametric fit, a GRU hybrid at the MLP hybrid's, when fitted here
@@ -261,10 +262,9 @@ def render(frame: pd.DataFrame) -> str:
              "mean and SE of the paired per-animal difference.", "",
              "Regenerate: `python bench/neural_converge.py parametric --truth NAME`, "
              "`python bench/neural_converge.py repro --truth NAME`, `python bench/neural_converge.py speed` and "
-             "`python bench/neural_converge.py history --animals 12 --trials 3000 --sim-seed S --budget 330` "
-             "(S = 1, 2, 3; the history rows were fitted one process per rule group, "
-             "`--rules reinforce-baseline,asymmetric,reinforce-baseline+mlp` and `--rules reinforce-baseline+gru`, "
-             "one thread each, 21 processes on a 16-core machine).", ""]
+             "`python bench/neural_converge.py history --animals 12 --trials 3000 --held-out 32 --sim-seed S "
+             "--budget 3000` (S = 1, 2, 3, one process each, one thread; the GRU hybrid grown from the MLP hybrid "
+             "fitted before it; its seconds were measured on 2 cores shared with other benchmarks, load 4-12).", ""]
     for part, sub in frame.groupby("part", sort=False):
         lines += [f"## {part}", "", markdown(sub.drop(columns="part").dropna(axis=1, how="all"), digits=5), ""]
         if part == "history":
@@ -305,6 +305,7 @@ def main() -> None:
     parser.add_argument("--animals", type=int, default=12)
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--sim-seed", type=int, default=0)
+    parser.add_argument("--held-out", type=int, default=16, help="history: held-out animals (default 16)")
     parser.add_argument("--rules", type=lambda text: tuple(text.split(",")), default=None,
                         help="history: comma-separated subset of the rules to fit")
     parser.add_argument("--budget", type=float, default=900.0, help="cap of each network fit, seconds")
