@@ -3,7 +3,8 @@
 :func:`output_folder` is used around a whole command: it checks the destination and takes a lock before any
 work, hands out the temporary folder to write into, and on success moves it to ``--out`` (replacing an
 existing folder only with ``overwrite``). On any error or interruption the temporary folder is removed and an
-existing ``--out`` is left as it was, so a folder never mixes the files of two runs.
+existing ``--out`` is left as it was, so a folder never mixes the files of two runs. :func:`output_files` does
+the same for a few files written side by side (``simulate``'s table, true weights and metadata).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["check_destination", "lock_path", "output_folder"]
+__all__ = ["check_destination", "lock_path", "output_files", "output_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,3 +139,26 @@ def output_folder(out: str | os.PathLike, *, overwrite: bool = False) -> Iterato
         with contextlib.suppress(OSError):
             lock.unlink()
 
+
+
+@contextlib.contextmanager
+def output_files(*paths: Path) -> Iterator[list[Path]]:
+    """Yield temporary paths beside ``paths`` to write; move each onto its path when the block completes.
+
+    The moves happen in the order given with SIGINT/SIGTERM held back, so name the file that readers look for
+    (the table) last: where it exists, the files before it are complete. On any error or interruption before
+    the moves, the temporary files are removed and existing files are left as they were.
+    """
+    temps = [p.parent / f".{p.name}.tmp-{os.getpid()}" for p in paths]
+    try:
+        yield temps
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
+        try:
+            for tmp, path in zip(temps, paths, strict=True):
+                os.replace(tmp, path)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    finally:
+        for tmp in temps:
+            with contextlib.suppress(OSError):
+                tmp.unlink()

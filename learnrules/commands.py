@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from learnrules.atomic import output_folder
+from learnrules.atomic import output_files, output_folder
 from learnrules.behavior.degenerate import warn_degenerate
 from learnrules.behavior.load import load_trials
 from learnrules.behavior.trials import TrialData
@@ -206,12 +206,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 raise err.failures[0].labelled() from err
             keep = ["n_animals", "nats_per_trial", "se", "bits_per_trial", "accuracy", "accuracy_se"]
             heldout = {"scheme": "sessions", "folds": args.folds, **table.iloc[0][keep].to_dict()}
-        write_fit(model, data, folder, seed=args.seed, n_draws=args.draws, heldout=heldout)
-        advice = None
+        evidence = advice = None
         if not args.no_feature_check and any(f not in features for f in HISTORY_FEATURES):
             evidence = history_feature_evidence(data, features, seed=args.seed)
-            evidence.to_csv(folder / "history_features.csv", index=False)
             advice = suggest_features(evidence, features)
+        write_fit(model, data, folder, seed=args.seed, n_draws=args.draws, heldout=heldout,
+                  history_features=evidence)
     emit(_fit_lines(model, data, out))
     if advice is not None:
         emit(f"advice: {advice}")
@@ -251,9 +251,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     table = cohort.to_ibl_table() if args.coding == "ibl" else cohort.table
     accuracy = float((cohort.table["choice"] == cohort.table["answer"]).mean())
-    table.to_csv(out, index=False)
     side = out.with_name(out.stem + ".weights.csv")
-    _weights_frame(cohort).to_csv(side, index=False)
     meta = out.with_name(out.stem + ".json")
     facts = {"rule": args.rule, "params": cohort.params, "sigma": cohort.sigma, "seed": args.seed,
              "features": list(features), "n_animals": args.animals, "n_trials": args.trials,
@@ -262,7 +260,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if cohort.animal_params is not None:  # each animal's own parameters, by subject
         facts.update(population_sd=args.population_sd, animal_params={
             s: {k: v[i] for k, v in cohort.animal_params.items()} for i, s in enumerate(cohort.subjects)})
-    write_json(meta, facts)
+    with output_files(meta, side, out) as (meta_tmp, side_tmp, out_tmp):  # all three, or none of them
+        write_json(meta_tmp, facts)
+        _weights_frame(cohort).to_csv(side_tmp, index=False)
+        table.to_csv(out_tmp, index=False)
     emit(f"simulated {args.animals} animals x {args.trials} trials with {args.rule} "
          f"(accuracy {accuracy:.3f})\ntrials: {out}\ntrue weights: {side}\nmetadata: {meta}")
     return 0

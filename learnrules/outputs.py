@@ -225,11 +225,14 @@ def write_fit(model: FittedModel, data: TrialData, out: str | Path, *, seed: int
               n_draws: int | None = None,
               heldout: Mapping[str, Any] | None = None,
               truth: tuple[LearningRule, Mapping[str, object]] | None = None,
-              true_weights: np.ndarray | None = None) -> dict[str, Any]:
+              true_weights: np.ndarray | None = None,
+              history_features: pd.DataFrame | None = None) -> dict[str, Any]:
     """Write every output of one fit into ``out`` (created); return the summary written to summary.json.
 
     ``n_draws`` posterior draws go to ``posterior.nc``; by default
-    :func:`~learnrules.inference.arviz_export.default_draws` chooses them.
+    :func:`~learnrules.inference.arviz_export.default_draws` chooses them. ``history_features`` (the table of
+    :func:`~learnrules.inference.evaluation.missing_features.history_feature_evidence`) goes to
+    ``history_features.csv`` and to the summary.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -250,6 +253,10 @@ def write_fit(model: FittedModel, data: TrialData, out: str | Path, *, seed: int
         summary["pooling"] = res.pooling
     summary["posterior_draws"] = draws
     summary["heldout"] = dict(heldout) if heldout is not None else None
+    if history_features is not None:
+        history_features.to_csv(out / "history_features.csv", index=False)
+        files.append("history_features.csv")
+        summary["history_features"] = history_features.to_dict(orient="records")
     summary["files"] = files + ["summary.json"]
     write_json(out / "summary.json", summary)
     logger.info("wrote %d files to %s", len(summary["files"]), out)

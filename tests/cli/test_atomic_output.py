@@ -144,3 +144,22 @@ def test_overwrite_never_replaces_the_current_folder(table, tmp_path, monkeypatc
     assert main(["fit", str(table), "--out", ".", "--overwrite", *FIT]) == 2
     assert "holds the current folder; --overwrite will not replace it" in capsys.readouterr().err
     assert (out / "summary.json").read_text() == "{}"
+
+
+def test_simulate_writes_its_three_files_together_or_leaves_the_old_ones(tmp_path, monkeypatch):
+    from learnrules import commands
+
+    out = tmp_path / "sim.csv"
+    argv = ["simulate", "--rule", "reinforce", "--animals", "2", "--trials", "50", "--seed", "1", "--out", str(out),
+            "-q"]
+    assert main(argv) == 0
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert set(files) == {"sim.csv", "sim.weights.csv", "sim.json"}
+
+    def broken(cohort):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(commands, "_weights_frame", broken)
+    with pytest.raises(OSError, match="disk full"):
+        main([*argv[:-3], "--seed", "2", "--out", str(out), "-q"])
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files  # the first run's files, no temporaries

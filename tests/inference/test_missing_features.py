@@ -1,5 +1,7 @@
 """The history-feature check: the random walk's evidence with and without each history feature."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -46,6 +48,9 @@ def test_fit_writes_the_check_and_advises_the_feature_a_perseverating_cohort_nee
     assert "advice: history features this fit left out raise" in printed and "prev_choice +" in printed
     evidence = pd.read_csv(out / "history_features.csv").set_index("feature")
     assert evidence.loc["prev_choice", "elbo_gain_nats_per_trial"] > MIN_GAIN
+    summary = json.loads((out / "summary.json").read_text())
+    assert "history_features.csv" in summary["files"]
+    assert [r["feature"] for r in summary["history_features"]] == ["prev_choice", "prev_reward"]
     skipped = tmp_path / "skipped"
     assert cli.main(["fit", str(table), "--rule", "zero", "--out", str(skipped), "--quiet", "--draws", "5",
                      "--no-feature-check"]) == 0
