@@ -110,18 +110,26 @@ def test_restarts_choose_on_held_out_sessions_and_report_the_spread(cohort):
     assert "best of 2 initializations" in model.note
 
 
-def test_cross_validation_fits_each_parametric_stage_once_per_fold(cohort):
-    sim, _ = cohort
+def _cross_validated(sim, rules, k):
+    """Cross-validate ``rules`` with 2-step fits; return the table and each fold's (rule, start rule) pairs."""
     calls = []
 
     def fit(train, name, start):
         calls.append((id(train), name, None if start is None else start.rule_name))
         return fit_model(train, name, start=start, max_steps=2, config=BASE, progress=False)
 
-    cv = cross_validate_rules(_trials(sim), ["reinforce-baseline+mlp", "reinforce-baseline", "mlp"], fit, k=3)
-    assert len(calls) == 3 * 3 and len({c[0] for c in calls}) == 3  # three folds, three fits each
-    for fold in {c[0] for c in calls}:
-        names = sorted((c[1], c[2]) for c in calls if c[0] == fold)
+    cv = cross_validate_rules(_trials(sim), rules, fit, k=k)
+    folds = {}
+    for train, name, start in calls:
+        folds.setdefault(train, []).append((name, start))
+    return cv, [sorted(pairs) for pairs in folds.values()]
+
+
+def test_cross_validation_fits_each_parametric_stage_once_per_fold(cohort):
+    sim, _ = cohort
+    cv, folds = _cross_validated(sim, ["reinforce-baseline+mlp", "reinforce-baseline", "mlp"], k=3)
+    assert len(folds) == 3  # three folds, three fits each
+    for names in folds:
         assert names == [("mlp", "ReinforceBaseline"), ("reinforce-baseline", None),
                          ("reinforce-baseline+mlp", "ReinforceBaseline")]
     assert set(cv["rule"]) == {"reinforce-baseline+mlp", "reinforce-baseline", "mlp"}
@@ -146,15 +154,9 @@ def test_a_gru_hybrid_is_grown_from_its_fitted_mlp_hybrid_and_starts_at_its_elbo
 
 def test_cross_validation_grows_each_gru_from_the_folds_mlp_fit_when_both_are_compared(cohort):
     sim, _ = cohort
-    calls = []
-
-    def fit(train, name, start):
-        calls.append((id(train), name, None if start is None else start.rule_name))
-        return fit_model(train, name, start=start, max_steps=2, config=BASE, progress=False)
-
-    cv = cross_validate_rules(_trials(sim), ["reinforce+gru", "reinforce+mlp", "gru"], fit, k=2)
-    for fold in {c[0] for c in calls}:
-        names = sorted((c[1], c[2]) for c in calls if c[0] == fold)
+    cv, folds = _cross_validated(sim, ["reinforce+gru", "reinforce+mlp", "gru"], k=2)
+    assert len(folds) == 2
+    for names in folds:
         assert names == [("gru", "ReinforceBaseline"), ("reinforce", None), ("reinforce+gru", "Reinforce+MLP"),
                          ("reinforce+mlp", "Reinforce"), ("reinforce-baseline", None)]
     assert list(cv["rule"].unique()) == ["reinforce+gru", "reinforce+mlp", "gru"]
