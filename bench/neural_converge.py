@@ -26,8 +26,9 @@ Parts (each replaces its rows of results/neural_converge.csv and re-renders resu
   backprop truncated every 100 trials, one step per epoch, 1,000 epochs, a (32, 32) relu MLP as
   ``--method rollout`` builds it) in the same run. Every fit is scored on the held-out animals by the rollout
   (sigma 0, initial weights the training animals' mean), the protocol of the schedule. Reports the schedule's
-  score after 1,000 epochs and its time (our parallel rollout solver, measured; the paper's sequential loop,
-  projected from 10 timed epochs), and how much sooner each fit's path reaches that score: the same fit capped
+  best held-out score over its 1,000 epochs (scored every 10) and its time (our parallel rollout solver,
+  measured; the paper's sequential loop, projected from 10 timed epochs), and how much sooner each fit's path
+  reaches that score: the same fit capped
   at 1, 2, 4, ... network steps (a deterministic fit's path), each timed as a fresh fit with its parametric
   stage; a hybrid's path begins at its parametric fit (step 0).
 
@@ -212,8 +213,10 @@ def part_speed(args: argparse.Namespace) -> list[dict]:
         validation_s = (time.perf_counter() - tick) * len(fitted.val_loglik)
         epoch_s[solver] = (fitted.elapsed_s - validation_s) / fitted.n_steps
         path[solver] = np.asarray(fitted.val_loglik)
-    target = float(path["parallel"][-1])
-    logger.info("schedule: best %.5f, final %.5f, oracle %.5f", path["parallel"].max(), target, oracle)
+    # the schedule's score: its best held-out score over the 1,000 epochs (what early stopping on held-out
+    # animals would keep; its last epoch can be far worse when the rollout diverges)
+    target = float(np.nanmax(path["parallel"]))
+    logger.info("schedule: best %.5f, final %.5f, oracle %.5f", target, path["parallel"][-1], oracle)
 
     def rollout_score(model) -> float:  # noqa: ANN001
         w0 = torch.as_tensor(model.result.weights_mean[:, 0].mean(0))
@@ -243,7 +246,7 @@ def part_speed(args: argparse.Namespace) -> list[dict]:
         r = {"part": "speed", "truth": "reinforce (noise-free)", "rule": name, "seed": 0,
              "converged": model.result.converged, "steps": model.result.n_steps, "seconds": round(seconds, 1),
              "heldout_rollout": rollout, "heldout_nats": float(score(model, test).mean()),
-             "gap_to_oracle": oracle - rollout, "schedule_1000_epochs_score": target, "reaches_it": reach is not None,
+             "gap_to_oracle": oracle - rollout, "schedule_best_score": target, "reaches_it": reach is not None,
              "reached_at_step": None if reach is None else reach[0],
              "reached_at_s": None if reach is None else round(reach[1], 1)}
         for solver in ("parallel", "sequential"):
@@ -266,6 +269,8 @@ def render(frame: pd.DataFrame) -> str:
              "--budget 3000` (S = 1, 2, 3, one process each, one thread; the GRU hybrid grown from the MLP hybrid "
              "fitted before it; its seconds were measured on 2 cores shared with other benchmarks, load 4-12).", ""]
     for part, sub in frame.groupby("part", sort=False):
+        if part == "speed":  # the fits and the schedule can agree to 5 digits: show their difference
+            sub = sub.assign(rollout_minus_schedule=sub["heldout_rollout"] - sub["schedule_best_score"])
         lines += [f"## {part}", "", markdown(sub.drop(columns="part").dropna(axis=1, how="all"), digits=5), ""]
         if part == "history":
             summary = history_summary()
