@@ -157,10 +157,9 @@ def fit_staged(name: str, cohort: CohortTensors, *, seed: int | None, budget_s: 
 
     def network(run_seed: int | None, base: FitResult, data: CohortTensors) -> NeuralRule:
         """Return the MLP (or MLP hybrid) a fit starts as; a GRU rule is grown from it once it is fitted."""
-        if base_name != "zero":
-            part = network_part("mlp", cohort.n_features, seed=run_seed, hidden=hidden, activation=activation)
-            return HybridRule(base_rule, part, base_name=base_name)
         mlp = network_part("mlp", cohort.n_features, seed=run_seed, hidden=hidden, activation=activation)
+        if base_name != "zero":
+            return HybridRule(base_rule, mlp, base_name=base_name)
         mlp, residual = distill(mlp, base_rule, as_params(base.params, DTYPE), data,
                                 torch.as_tensor(base.weights_mean))
         notes.append(f"distilled from it (relative residual {residual:.3f})")
@@ -196,9 +195,7 @@ def fit_staged(name: str, cohort: CohortTensors, *, seed: int | None, budget_s: 
     elapsed = time.perf_counter() - began
     result = replace(result, elapsed_s=elapsed)
     notes[0] += f" (ELBO {base.elbo:.2f})"
-    notes.append(f"network fit by L-BFGS, {result.n_steps} steps, "
-                 + ("converged" if result.converged else "NOT converged (step or time cap)")
-                 + f", ELBO {result.elbo:.2f}, {elapsed:.0f} s in all")
+    notes.append(_network_note(result, elapsed) + " in all")
     if restarts > 1:
         notes.append(f"best of {restarts} initializations on held-out sessions (spread "
                      f"{validation['heldout_spread']:.5f} nats/trial)")
@@ -219,7 +216,12 @@ def _grow_from(name: str, cohort: CohortTensors, start: FitResult, config: FitCo
     result = fit(cohort, rule=grow_gru(rule, seed=seed), config=config, seed=seed, progress=progress, start=start)
     elapsed = time.perf_counter() - began
     result = replace(result, elapsed_s=elapsed)
-    note = (f"grown from the {mlp_stage(name)} fit (ELBO {start.elbo:.2f}); network fit by L-BFGS, "
-            f"{result.n_steps} steps, " + ("converged" if result.converged else "NOT converged (step or time cap)")
-            + f", ELBO {result.elbo:.2f}, {elapsed:.0f} s")
+    note = f"grown from the {mlp_stage(name)} fit (ELBO {start.elbo:.2f}); {_network_note(result, elapsed)}"
     return FittedModel(name, result.neural_rule(), result, "variational", note, {})
+
+
+def _network_note(result: FitResult, elapsed: float) -> str:
+    """Return the note's account of a network stage: steps, convergence, ELBO and seconds."""
+    return (f"network fit by L-BFGS, {result.n_steps} steps, "
+            + ("converged" if result.converged else "NOT converged (step or time cap)")
+            + f", ELBO {result.elbo:.2f}, {elapsed:.0f} s")

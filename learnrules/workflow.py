@@ -318,8 +318,10 @@ def cross_validate_rules(data: TrialData, rules: Sequence[str],
     starts_from = _starts(rules)
     names = dict.fromkeys([*(stage_one(n) if is_neural(n) else n for n in rules), *rules])
     waves = [[n for n in names if n not in starts_from]]
-    while nxt := [n for n in rules if n not in set().union(*waves) and starts_from.get(n) in set().union(*waves)]:
+    done = set(waves[0])
+    while nxt := [n for n in rules if n not in done and starts_from.get(n) in done]:
         waves.append(nxt)
+        done.update(nxt)
     needed = set(starts_from.values())
     rows: dict[tuple[int, str], pd.DataFrame | None] = {}
     fits: dict[tuple[int, str], FitResult | None] = {}
